@@ -1,0 +1,1 @@
+"""tagan: multimodal image tagging with conditional GANs, as a DVC pipeline."""

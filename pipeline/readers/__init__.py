@@ -1,0 +1,1 @@
+"""Data readers in one place: MNIST, tagged image collections, robust image decoding, XMP."""

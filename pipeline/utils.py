@@ -1,0 +1,159 @@
+"""Small shared helpers: seeding, devices, atomic writes, checkpoints, logging, progress, stage entry."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class UserError(RuntimeError):
+    """An error the user can fix (missing data, bad input); printed as one line, no traceback."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when present, else CPU; any other torch device string as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for but CUDA is not available; use device: auto or cpu")
+    return device
+
+
+def set_threads(num_threads: int = 0) -> None:
+    """Set torch intra-op threads (0 = leave torch's default, one per core)."""
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it over `path`, on error remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path | str, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path | str, obj: Any) -> None:
+    """Write JSON atomically (sorted keys, indented, trailing newline)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def read_json(path: Path | str) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_csv(path: Path | str, rows: list[dict[str, Any]]) -> None:
+    """Write a list of flat dicts as CSV atomically (header from the first row)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        fields = list(rows[0]) if rows else []
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
+    """np.savez atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def torch_save(path: Path | str, obj: Any) -> None:
+    """torch.save atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_checkpoint(path: Path | str, config: dict[str, Any], state_dict: dict[str, Any], **extra: Any) -> None:
+    """Write {'config', 'state_dict', **extra} atomically; config must hold plain types only."""
+    torch_save(path, {"config": config, "state_dict": state_dict, **extra})
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by save_checkpoint (weights_only=True: no pickled code)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} not found; build it with `make repro` (dvc repro)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise UserError(f"checkpoint {path} is unreadable ({e.__class__.__name__}: {e}); rebuild it with dvc repro") from None
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log to stderr as 'LEVEL module: message'."""
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def progress(iterable: Iterable[T], *, desc: str = "", total: int | None = None, disable: bool | None = None) -> Iterable[T]:
+    """tqdm on stderr, quiet when stderr is not a TTY (or when disable=True)."""
+    from tqdm.auto import tqdm
+
+    if disable is None:
+        disable = not sys.stderr.isatty()
+    return tqdm(iterable, desc=desc, total=total, disable=disable, file=sys.stderr, leave=False)
+
+
+def stage_main(fn: Callable[[], Any]) -> None:
+    """Run a stage's main(): params and user errors become one readable line and exit status 2."""
+    from pipeline.config import ParamsError
+
+    setup_logging()
+    try:
+        fn()
+    except ParamsError as e:
+        print(f"error: params.yaml: {e}", file=sys.stderr)
+        sys.exit(2)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; outputs written so far are complete, partial files were removed", file=sys.stderr)
+        sys.exit(130)
