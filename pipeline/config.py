@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,10 +26,12 @@ def check(cond: bool, key: str, msg: str) -> None:
 
 
 def positive(key: str, value: float) -> None:
+    """Raise a ParamsError for `key` unless `value` > 0."""
     check(value > 0, key, f"must be > 0, got {value!r}")
 
 
 def in_range(key: str, value: float, lo: float, hi: float) -> None:
+    """Raise a ParamsError for `key` unless lo <= `value` <= hi."""
     check(lo <= value <= hi, key, f"must be in [{lo}, {hi}], got {value!r}")
 
 
@@ -44,7 +47,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin is Literal:
-        if value not in get_args(tp):
+        if not any(value == a and type(value) is type(a) for a in get_args(tp)):  # True is not 1
             raise ParamsError(f"{key}: must be one of {_type_name(tp)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
@@ -114,13 +117,17 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, section: str) -> T:
         )
     kwargs = {name: _coerce(value, hints[name], f"{section}.{name}") for name, value in data.items()}
     for name, f in fields.items():
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if (
+            name not in kwargs
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
             raise ParamsError(f"{section}.{name}: missing required key")
     try:
         return cls(**kwargs)
     except ParamsError as e:
         msg = str(e)
-        raise ParamsError(msg if msg.startswith(section) else f"{section}.{msg}") from None
+        raise ParamsError(msg if msg.startswith(f"{section}.") else f"{section}.{msg}") from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -138,10 +145,28 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `2e-4` and `1e3` as floats (YAML 1.2, as DVC writes them), not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     """The whole params.yaml as a dict; a YAML syntax error is a ParamsError."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.load(Path(path).read_text(), Loader=_Loader) or {}
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as e:
@@ -175,14 +200,17 @@ class Runtime:
     workers: int = 2  # DataLoader worker processes for image decoding
 
     def __post_init__(self) -> None:
-        check(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
-              f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check(
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            "device",
+            f"must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
         check(self.num_threads >= 0, "num_threads", f"must be >= 0, got {self.num_threads}")
         check(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
 
 
 # One schema for params.yaml: section -> "module:Class". Each stage module owns its Params class.
-SCHEMA: dict[str, str] = {
+SCHEMA: dict[str, str | type] = {
     "runtime": "pipeline.config:Runtime",
     "mnist_data": "pipeline.mnist_data:Params",
     "mnist_classifier": "pipeline.mnist_classifier:Params",
@@ -198,21 +226,38 @@ SCHEMA: dict[str, str] = {
 }
 
 
-def _resolve(target: str) -> type:
+def _resolve(target: str | type) -> type:
     import importlib
 
+    if isinstance(target, type):
+        return target
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
 
 
-def validate_all(path: Path = PARAMS_FILE) -> dict[str, Any]:
+def validate_all(path: Path = PARAMS_FILE, schema: dict[str, str | type] | None = None) -> dict[str, Any]:
     """Validate every section of params.yaml against SCHEMA; returns section -> params object."""
+    schema = SCHEMA if schema is None else schema
     data = read_params(path)
-    tops = {key.split(".")[0] for key in SCHEMA}
+    tops = {key.split(".")[0] for key in schema}
     unknown = sorted(set(data) - tops)
     if unknown:
         raise ParamsError(f"{unknown[0]}: unknown section; allowed sections are {', '.join(sorted(tops))}")
-    return {key: from_dict(_resolve(target), section(data, key), key) for key, target in SCHEMA.items()}
+    # Preset parents (mnist_cgan -> paper, strong) may hold only their listed presets.
+    parents: dict[str, set[str]] = {}
+    for key in schema:
+        parent, _, child = key.rpartition(".")
+        if parent:
+            parents.setdefault(parent, set()).add(child)
+    for parent, children in parents.items():
+        node = section(data, parent)
+        if isinstance(node, dict):
+            extra = sorted(set(node) - children)
+            if extra:
+                raise ParamsError(
+                    f"{parent}.{extra[0]}: unknown preset; allowed presets are {', '.join(sorted(children))}"
+                )
+    return {key: from_dict(_resolve(target), section(data, key), key) for key, target in schema.items()}
 
 
 def load_stage(cls: type[T], dotted: str, path: Path = PARAMS_FILE) -> tuple[T, Runtime]:

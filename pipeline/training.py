@@ -172,17 +172,32 @@ class Checkpointer:
         self.info = info
 
     def load(self, objects: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Restore `objects` (name -> thing with load_state_dict) and RNGs; returns (step, extra)."""
-        if not self.path.exists():
+        """Restore `objects` (name -> thing with load_state_dict) and RNGs; returns (step, extra).
+
+        Under torchrun only rank 0 reads the file and broadcasts it, so ranks on machines without
+        a shared disk still resume from the same step.
+        """
+        state = self._read() if self.info.is_main else None
+        if self.info.enabled:
+            box = [state]
+            dist.broadcast_object_list(box, src=0)
+            state = box[0]
+        if state is None:
             return 0, {}
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
         for key, obj in objects.items():
-            unwrap(obj).load_state_dict(state["objects"][key]) if isinstance(obj, nn.Module) else obj.load_state_dict(
-                state["objects"][key]
-            )
+            target = unwrap(obj) if isinstance(obj, nn.Module) else obj
+            target.load_state_dict(state["objects"][key])
         _set_rng_state(state["rng"][min(self.info.rank, len(state["rng"]) - 1)])
         log.info("resumed from %s at step %d", self.path, state["step"])
         return int(state["step"]), state.get("extra", {})
+
+    def _read(self) -> dict[str, Any] | None:
+        """The resume file's contents (None when absent); drops temp files a killed save left behind."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        if not self.path.exists():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=True)
 
     def maybe_save(self, step: int, objects: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         """Save when `step` is a multiple of `every` (0 disables periodic saves)."""
@@ -196,7 +211,9 @@ class Checkpointer:
             dist.all_gather_object(gathered, rng[0])
             rng = gathered
         if self.info.is_main:
-            states = {k: (unwrap(v) if isinstance(v, nn.Module) else v).state_dict() for k, v in objects.items()}
+            states = {
+                k: (unwrap(v) if isinstance(v, nn.Module) else v).state_dict() for k, v in objects.items()
+            }
             torch_save(self.path, {"step": step, "objects": states, "rng": rng, "extra": extra or {}})
         barrier(self.info)
 

@@ -59,10 +59,23 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync_and_chmod(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _fsync_and_chmod(path: Path) -> None:
+    """Flush `path` to disk and give it the usual umask mode (mkstemp creates files 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text(path: Path | str, text: str) -> None:
@@ -111,7 +124,9 @@ def torch_save(path: Path | str, obj: Any) -> None:
         torch.save(obj, tmp)
 
 
-def save_checkpoint(path: Path | str, config: dict[str, Any], state_dict: dict[str, Any], **extra: Any) -> None:
+def save_checkpoint(
+    path: Path | str, config: dict[str, Any], state_dict: dict[str, Any], **extra: Any
+) -> None:
     """Write {'config', 'state_dict', **extra} atomically; config must hold plain types only."""
     torch_save(path, {"config": config, "state_dict": state_dict, **extra})
 
@@ -124,7 +139,9 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated or foreign file
-        raise UserError(f"checkpoint {path} is unreadable ({e.__class__.__name__}: {e}); rebuild it with dvc repro") from None
+        raise UserError(
+            f"checkpoint {path} is unreadable ({e.__class__.__name__}: {e}); rebuild it with dvc repro"
+        ) from None
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -132,7 +149,9 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def progress(iterable: Iterable[T], *, desc: str = "", total: int | None = None, disable: bool | None = None) -> Iterable[T]:
+def progress(
+    iterable: Iterable[T], *, desc: str = "", total: int | None = None, disable: bool | None = None
+) -> Iterable[T]:
     """tqdm on stderr, quiet when stderr is not a TTY (or when disable=True)."""
     from tqdm.auto import tqdm
 
