@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ NS = {
 }
 XmpStyle = Literal["ext", "stem"]
 MODEL_ATTR = f"{{{NS['tagan']}}}tagger"  # rdf:Description attribute naming the model that tagged the photo
+TAGS_ATTR = (
+    f"{{{NS['tagan']}}}tags"  # JSON [[tag, score], ...] of that model's tags (reported on cached re-runs)
+)
 _PROLOG = re.compile(r"\A(?:\s*(?:<\?.*?\?>|<!--.*?-->))*\s*", re.S)
 _EPILOG = re.compile(r"(?:\s*(?:<\?.*?\?>|<!--.*?-->))*\s*\Z", re.S)
 _XML_DECL = re.compile(r"<\?xml\s.*?\?>", re.S)
@@ -90,6 +94,22 @@ def read_model(path: Path) -> str | None:
     return None
 
 
+def read_tags(path: Path) -> list[tuple[str, float]]:
+    """The (tag, score) list tagan recorded in a sidecar with its model id; [] when there is none."""
+    path = Path(path)
+    try:
+        root, _ = _parse(_read_text(path), path)
+    except (OSError, XmpError):
+        return []
+    for desc in root.iter(_q("rdf", "Description")):
+        if TAGS_ATTR in desc.attrib:
+            try:
+                return [(str(t), float(s)) for t, s in json.loads(desc.attrib[TAGS_ATTR])]
+            except (ValueError, TypeError):
+                return []
+    return []
+
+
 def _minimal_root() -> ET.Element:
     xmpmeta = ET.Element(_q("x", "xmpmeta"))
     rdf = ET.SubElement(xmpmeta, _q("rdf", "RDF"))
@@ -137,9 +157,17 @@ class XmpChange:
 
 
 def merge_keywords(
-    sidecar: Path, keywords: list[str], *, model: str | None = None, dry_run: bool = False
+    sidecar: Path,
+    keywords: list[str],
+    *,
+    model: str | None = None,
+    tags: list[tuple[str, float]] | None = None,
+    dry_run: bool = False,
 ) -> XmpChange:
-    """Add `keywords` to the sidecar's dc:subject bag, keeping all other content; atomic; creates a minimal XMP."""
+    """Add `keywords` to the sidecar's dc:subject bag, keeping all other content; atomic; creates a minimal XMP.
+
+    `model` (and the scored `tags`) are recorded as tagan:tagger / tagan:tags attributes so re-runs can skip.
+    """
     sidecar = Path(sidecar)
     created = not sidecar.exists()
     prolog = epilog = ""
@@ -161,11 +189,14 @@ def merge_keywords(
             added.append(word)
     change = XmpChange(sidecar=sidecar, created=created, added=added, kept=kept)
     desc = _description(root)
-    model_changed = model is not None and desc.get(MODEL_ATTR) != model
-    if dry_run or not (change.changed or model_changed):
-        return change
+    marks = {}
     if model is not None:
-        desc.set(MODEL_ATTR, model)
+        marks[MODEL_ATTR] = model
+        marks[TAGS_ATTR] = json.dumps([[t, round(float(s), 4)] for t, s in (tags or [])], ensure_ascii=False)
+    marks_changed = any(desc.get(k) != v for k, v in marks.items())
+    if dry_run or not (change.changed or marks_changed):
+        return change
+    desc.attrib.update(marks)
     bag = _bag(desc)
     old = list(bag)
     inner = bag.text if bag.text and not bag.text.strip() else None
