@@ -1,0 +1,569 @@
+"""tagan: tag folders of photos with the trained conditional GAN and write the tags where photo tools read them.
+
+Exit status: 0 every photo tagged (or already tagged by this model), 1 some photos skipped (unreadable,
+corrupt, not an image, sidecar not writable), 2 usage or model errors, 3 internal error (a bug),
+130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEFAULT_MODEL_DIR = Path("data/tagger")  # relative to the working directory, else to this repository
+BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR of another experiment"
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+}
+# the methods a bundle holds (pipeline.tagging.METHODS; kept here so --help needs no torch import)
+METHODS = ("cgan", "knn", "classifier", "cgan_strong", "cgan_paper", "regressor", "prior", "zeroshot")
+FORMATS = ("table", "json", "jsonl", "csv")
+log = logging.getLogger("tagan")
+
+EPILOG = """\
+exit status:
+  0    every photo was tagged (or was already tagged by this model)
+  1    some photos were skipped (unreadable, corrupt, not an image, sidecar not writable); see their status
+  2    usage error, or the model is missing or unreadable
+  3    unexpected internal error (a bug: please report it with the traceback)
+  130  interrupted (Ctrl-C): no partial sidecar or output file is left behind
+"""
+
+
+# --------------------------------------------------------------------------------------------- finding photos
+def iter_photos(paths: Iterable[Path], *, exclude: Iterable[str] = ()) -> Iterator[Path]:
+    """Photos under `paths` (files as given; folders recursively, image suffixes only), each once, loop-safe."""
+    patterns = list(exclude)
+    seen_files: set[tuple[int, int]] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def excluded(path: Path, root: Path) -> bool:
+        rel = path.relative_to(root).as_posix() if path != root else path.name
+        return any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
+
+    def first_time(path: Path, seen: set[tuple[int, int]]) -> bool:
+        try:
+            st = path.stat()
+        except OSError:
+            return True  # broken link or vanished file: let the decoder report it
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    for root in paths:
+        root = Path(root)
+        if not root.is_dir():
+            if not excluded(root, root) and first_time(root, seen_files):
+                yield root
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            here = Path(dirpath)
+            if not first_time(here, seen_dirs):  # a symlink loop or a folder reached twice
+                dirnames[:] = []
+                continue
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and not excluded(here / d, root)
+            )
+            for name in sorted(filenames):
+                path = here / name
+                if (
+                    not name.startswith(".")
+                    and path.suffix.lower() in IMAGE_SUFFIXES
+                    and not excluded(path, root)
+                    and first_time(path, seen_files)
+                ):
+                    yield path
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most `size` items (keeps memory bounded on huge folders)."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+# --------------------------------------------------------------------------------------------- results
+@dataclass
+class Record:
+    """The result for one photo: its tags with vote-share scores, and `ok`, `cached` or `skipped: <reason>`."""
+
+    path: Path
+    status: str = "ok"
+    tags: list[tuple[str, float]] = field(default_factory=list)
+    sidecar: Path | None = None
+    xmp_added: list[str] | None = None  # keywords new to the sidecar (would be added, with --dry-run)
+
+    @property
+    def skipped(self) -> bool:
+        return self.status.startswith("skipped")
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "path": str(self.path),
+            "status": self.status,
+            "tags": [{"tag": t, "score": round(float(s), 4)} for t, s in self.tags],
+        }
+        if self.sidecar is not None:
+            d["sidecar"] = str(self.sidecar)
+            d["xmp_added"] = self.xmp_added or []
+        return d
+
+
+class Writer:
+    """Streams records to a text stream in one format (table, json, jsonl or csv)."""
+
+    def __init__(self, stream: IO[str], fmt: str, *, dry_run: bool = False) -> None:
+        self.stream, self.fmt, self.dry_run, self.count = stream, fmt, dry_run, 0
+        if fmt == "csv":
+            self.csv = csv.writer(stream)
+            self.csv.writerow(["path", "status", "tags", "scores", "sidecar", "xmp_added"])
+        elif fmt == "json":
+            stream.write("[")
+
+    def write(self, rec: Record) -> None:
+        """Write one record."""
+        if self.fmt == "json":
+            self.stream.write(
+                ("," if self.count else "") + "\n  " + json.dumps(rec.as_dict(), ensure_ascii=False)
+            )
+        elif self.fmt == "jsonl":
+            self.stream.write(json.dumps(rec.as_dict(), ensure_ascii=False) + "\n")
+        elif self.fmt == "csv":
+            self.csv.writerow(
+                [
+                    rec.path,
+                    rec.status,
+                    ";".join(t for t, _ in rec.tags),
+                    ";".join(f"{s:.4f}" for _, s in rec.tags),
+                    rec.sidecar or "",
+                    ";".join(rec.xmp_added or []),
+                ]
+            )
+        else:
+            tags = ", ".join(f"{t} ({s:.2f})" for t, s in rec.tags) or "-"
+            self.stream.write(f"{rec.path}\t{rec.status}\t{tags}\n")
+            if rec.sidecar is not None and rec.xmp_added:
+                verb = "would add" if self.dry_run else "added"
+                self.stream.write(f"  {verb} {', '.join(rec.xmp_added)} -> {rec.sidecar}\n")
+        self.count += 1
+        if self.stream.isatty():
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Finish the document (closes the JSON array)."""
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.count else "]\n")
+        self.stream.flush()
+
+
+# --------------------------------------------------------------------------------------------- model
+def model_id(model_dir: Path, method: str) -> str:
+    """A short id of the model bundle's content and method, recorded in sidecars to skip re-runs."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(model_dir).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(model_dir).as_posix().encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
+    return f"tagan-{method}-{digest.hexdigest()[:12]}"
+
+
+def default_model_dir() -> Path:
+    """data/tagger of the working directory when there is one, else of the repository holding cli.py."""
+    if DEFAULT_MODEL_DIR.is_dir():
+        return DEFAULT_MODEL_DIR
+    return Path(__file__).resolve().parent / DEFAULT_MODEL_DIR
+
+
+def load_tagger(model_dir: Path, method: str) -> Any:
+    """The trained Tagger bundle; a missing or broken one is a UserError naming the command that builds it."""
+    from pipeline.utils import UserError
+
+    if not Path(model_dir).is_dir() or not any(Path(model_dir).iterdir()):
+        raise UserError(f"no trained model in {model_dir}; {BUILD_HINT}")
+    from pipeline.tagging import Tagger
+
+    try:
+        return Tagger.load(Path(model_dir), method)
+    except FileNotFoundError as e:
+        raise UserError(f"model in {model_dir} is incomplete ({e}); {BUILD_HINT}") from None
+
+
+def read_vocab(path: Path, vocabulary: Iterable[str]) -> set[str]:
+    """The user's keyword list (one per line, '#' comments) matched case-insensitively to the model's tags."""
+    from pipeline.utils import UserError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(
+            f"--vocab {path}: cannot read it ({e}); give a UTF-8 text file, one keyword per line"
+        ) from None
+    wanted = {ln.strip().casefold() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")}
+    allowed = {t for t in vocabulary if t.casefold() in wanted}
+    if not allowed:
+        raise UserError(
+            f"--vocab {path}: none of its {len(wanted)} keywords is in the model's vocabulary; see `tagan info`"
+        )
+    if len(allowed) < len(wanted):
+        log.warning(
+            "--vocab: %d of %d keywords are not in the model's vocabulary and are ignored",
+            len(wanted) - len(allowed),
+            len(wanted),
+        )
+    return allowed
+
+
+# --------------------------------------------------------------------------------------------- tagging
+def tag_photos(args: argparse.Namespace, writer: Writer) -> tuple[int, int, int]:
+    """Tag every photo found under args.paths, streaming records to `writer`; returns (ok, cached, skipped)."""
+    tagger = load_tagger(args.model, args.method)  # first: a missing model fails before anything else loads
+    import numpy as np
+    from pipeline.image_features import extract_features
+    from tqdm import tqdm
+
+    from pipeline.models.backbones import build_backbone
+    from pipeline.readers import xmp
+    from pipeline.utils import resolve_device
+
+    mid = model_id(args.model, args.method)
+    allowed = read_vocab(args.vocab, tagger.words) if args.vocab else None
+    device = resolve_device(args.device)
+    backbone = build_backbone(tagger.info["backbone"], device)
+    max_side = int(tagger.info.get("max_side", 0)) or None
+    counts = {"ok": 0, "cached": 0, "skipped": 0}
+    bar = tqdm(
+        desc="tagging",
+        unit="photo",
+        file=sys.stderr,
+        leave=False,
+        disable=args.quiet or not sys.stderr.isatty(),
+    )
+
+    def emit(rec: Record) -> None:
+        counts["skipped" if rec.skipped else rec.status] += 1
+        writer.write(rec)
+        bar.update(1)
+
+    def finish(pending: list[Record], feats: list[np.ndarray]) -> None:
+        """Tag the pending photos that have features, write sidecars, emit all pending records in order."""
+        if feats:
+            batch = np.stack(feats)  # (B, F)
+            results = iter(
+                tagger.tag(batch, top_k=args.top_k, samples=args.samples, seed=args.seed, allowed=allowed)
+            )
+        for rec in pending:
+            if rec.status == "ok":
+                rec.tags = [(t, float(s)) for t, s in next(results) if s >= args.min_score]
+                if args.write_xmp:
+                    write_sidecar(rec, mid, args)
+            emit(rec)
+        pending.clear()
+        feats.clear()
+
+    extract_kwargs = {"batch_size": args.batch_size, "workers": args.workers, "device": device}
+    if max_side:
+        extract_kwargs["max_side"] = max_side
+    for chunk in chunks(iter_photos(args.paths, exclude=args.exclude), args.chunk):
+        todo = []
+        for path in chunk:
+            sidecar = xmp.sidecar_path(path, args.xmp_style)
+            if args.write_xmp and not args.force and xmp.read_model(sidecar) == mid:
+                emit(Record(path, "cached", tags=xmp.read_tags(sidecar), sidecar=sidecar, xmp_added=[]))
+            else:
+                todo.append(path)
+        pending: list[Record] = []
+        feats: list[np.ndarray] = []
+        for path, feat, reason in extract_features(todo, backbone, **extract_kwargs):
+            if feat is None:
+                pending.append(Record(Path(path), f"skipped: {reason}"))
+            else:
+                pending.append(Record(Path(path)))
+                feats.append(feat)
+            if len(feats) >= args.batch_size:
+                finish(pending, feats)
+        finish(pending, feats)
+    bar.close()
+    return counts["ok"], counts["cached"], counts["skipped"]
+
+
+def write_sidecar(rec: Record, mid: str, args: argparse.Namespace) -> None:
+    """Merge the record's tags into its XMP sidecar (or only compute the change with --dry-run)."""
+    from pipeline.readers import xmp
+
+    rec.sidecar = xmp.sidecar_path(rec.path, args.xmp_style)
+    try:
+        change = xmp.merge_keywords(
+            rec.sidecar, [t for t, _ in rec.tags], model=mid, tags=rec.tags, dry_run=args.dry_run
+        )
+        rec.xmp_added = change.added
+    except xmp.XmpError as e:
+        rec.status = f"skipped: existing sidecar left untouched: {e}"
+    except OSError as e:
+        rec.status = f"skipped: cannot write sidecar {rec.sidecar} ({e.strerror or e}); make the folder writable or drop --write-xmp"
+
+
+# --------------------------------------------------------------------------------------------- commands
+def cmd_tag(args: argparse.Namespace) -> int:
+    """The `tag` subcommand."""
+    from pipeline.utils import UserError, atomic_path
+
+    missing = [str(p) for p in args.paths if not p.exists() and not p.is_symlink()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
+    if args.dry_run and not args.write_xmp:
+        log.warning("--dry-run only affects --write-xmp; nothing would be written anyway")
+    fmt = args.format or ("table" if sys.stdout.isatty() or args.output is None else "json")
+    with ExitStack() as stack:
+        if args.output is not None:
+            tmp = stack.enter_context(atomic_path(args.output))  # renamed over --output only on success
+            stream = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+        else:
+            stream = sys.stdout
+        writer = Writer(stream, fmt, dry_run=args.dry_run)
+        ok, cached, skipped = tag_photos(args, writer)
+        writer.close()
+    total = ok + cached + skipped
+    if total == 0:
+        log.warning("no photos found under %s", ", ".join(map(str, args.paths)))
+    log.info("%d photos: %d tagged, %d already tagged by this model, %d skipped", total, ok, cached, skipped)
+    return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """The `info` subcommand."""
+    tagger = load_tagger(args.model, args.method)
+    info = dict(tagger.info)
+    info["model_dir"] = str(args.model)
+    info["model_id"] = model_id(args.model, args.method)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+        return EXIT_OK
+    out = io.StringIO()
+    for key in ("model_dir", "model_id", "dataset", "backbone", "vocabulary_size"):
+        if key in info:
+            out.write(f"{key:16} {info[key]}\n")
+    metrics = info.get("metrics") or {}
+    if metrics:
+        names = sorted({k for m in metrics.values() if isinstance(m, dict) for k in m})
+        out.write("\ntest metrics (choose with --method):\n")
+        out.write(f"  {'method':12}" + "".join(f"{n:>12}" for n in names) + "\n")
+        for method, m in metrics.items():
+            cells = "".join(
+                f"{m.get(n, float('nan')):>12.4f}" if isinstance(m.get(n), (int, float)) else f"{'-':>12}"
+                for n in names
+            )
+            out.write(f"  {method:12}{cells}\n")
+    rest = {
+        k: v
+        for k, v in info.items()
+        if k not in {"model_dir", "model_id", "dataset", "backbone", "vocabulary_size", "metrics"}
+    }
+    if rest:
+        out.write("\nparams:\n")
+        for key, value in sorted(rest.items()):
+            out.write(f"  {key}: {json.dumps(value, default=str)}\n")
+    sys.stdout.write(out.getvalue())
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _score(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `tagan` with its `tag` and `info` subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="tagan",
+        description="Tag photos with a conditional GAN (Mirza & Osindero 2014) trained by the tagan DVC pipeline.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{tag,info}")
+    model_opts = argparse.ArgumentParser(add_help=False)
+    model_opts.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        metavar="DIR",
+        help=f"model bundle written by `dvc repro` (default: {DEFAULT_MODEL_DIR})",
+    )
+    model_opts.add_argument(
+        "--method",
+        choices=METHODS,
+        default="cgan",
+        help="cgan: the paper's generator (default); knn: tag transfer from the nearest "
+        "training images; classifier: the multi-label MLP. `tagan info` shows each one's test metrics",
+    )
+    model_opts.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress bar"
+    )
+
+    tag = sub.add_parser(
+        "tag",
+        parents=[model_opts],
+        help="tag photos and folders of photos",
+        description="Tag photos (files and folders, recursively) and print or save their tags.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tag.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="photo files and folders (folders are searched recursively)",
+    )
+    tag.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip files and folders whose name or path relative to PATH matches GLOB (repeatable)",
+    )
+    tag.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: table on a terminal, json otherwise)",
+    )
+    tag.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the results to FILE (atomically) instead of stdout",
+    )
+    tag.add_argument(
+        "--write-xmp",
+        action="store_true",
+        help="merge the tags as keywords into XMP sidecars (dc:subject), keeping everything already there",
+    )
+    tag.add_argument(
+        "--xmp-style",
+        choices=("ext", "stem"),
+        default="ext",
+        help="sidecar name: ext = NAME.EXT.xmp (digiKam, darktable; default), stem = NAME.xmp (Lightroom)",
+    )
+    tag.add_argument(
+        "-n", "--dry-run", action="store_true", help="with --write-xmp: show what would change, write nothing"
+    )
+    tag.add_argument(
+        "--force", action="store_true", help="with --write-xmp: re-tag photos already tagged by this model"
+    )
+    tag.add_argument("-k", "--top-k", type=_positive_int, default=10, help="tags per photo (default: 10)")
+    tag.add_argument(
+        "--min-score",
+        type=_score,
+        default=0.0,
+        help="drop tags whose score (vote share, 0-1) is below this (default: 0)",
+    )
+    tag.add_argument(
+        "--samples", type=_positive_int, default=100, help="GAN samples per photo, cgan only (default: 100)"
+    )
+    tag.add_argument("--seed", type=int, default=0, help="random seed; same seed, same tags (default: 0)")
+    tag.add_argument(
+        "--vocab",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="only use tags listed in FILE (one keyword per line)",
+    )
+    tag.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="photos per network batch (default: 32)"
+    )
+    tag.add_argument(
+        "--workers", type=_nonneg_int, default=2, help="image-decoding worker processes (default: 2)"
+    )
+    tag.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)"
+    )
+    tag.add_argument("--chunk", type=_positive_int, default=512, help=argparse.SUPPRESS)  # paths held at once
+    tag.set_defaults(func=cmd_tag)
+
+    info = sub.add_parser(
+        "info",
+        parents=[model_opts],
+        help="show the model: dataset, params, vocabulary, test metrics",
+        description="Show the model bundle: dataset, backbone, vocabulary size, params and each method's test metrics.",
+    )
+    info.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output format (default: table)"
+    )
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `tagan` and `python cli.py`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.model is None:
+        args.model = default_model_dir()
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from pipeline.config import ParamsError
+    from pipeline.utils import UserError
+
+    try:
+        return args.func(args)
+    except (UserError, ParamsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: sidecars written so far are complete; no partial file was left", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        log.exception("internal error; please report it with this traceback")
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

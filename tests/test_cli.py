@@ -1,0 +1,184 @@
+"""The tagger CLI: finding photos, output formats, exit codes, XMP sidecars, bad files, determinism."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = [
+    "rotated.jpg",
+    "alpha.png",
+    "gray.jpg",
+    "cmyk.jpg",
+    "deep16.png",
+    "ciel été 1.jpg",
+    "nested/deeper/leaf.png",
+]
+BAD = {"truncated.jpg": "truncated", "text.jpg": "not an image", "empty.jpg": "empty", "bomb.png": "large"}
+
+
+def _picture(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
+    """A smooth random RGB picture (H, W, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def _png_with_size(path: Path, width: int, height: int) -> None:
+    """A tiny PNG whose header declares width x height (a decompression bomb by its header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda kind, data: (  # noqa: E731
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    )
+    idat = zlib.compress(b"\x00" * 16)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def make_photo_folder(root: Path) -> Path:
+    """A folder of the photos real collections hold: odd modes, bad files, odd names, nesting, a symlink loop."""
+    root.mkdir(parents=True, exist_ok=True)
+    rgb = Image.fromarray(_picture())
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 CW to display
+    rgb.save(root / "rotated.jpg", exif=exif.tobytes())
+    rgba = Image.fromarray(_picture(seed=1)).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.arange(128, dtype=np.uint8) * 2, (96, 1))))
+    rgba.save(root / "alpha.png")
+    Image.fromarray(_picture(seed=2)).convert("L").save(root / "gray.jpg")
+    Image.fromarray(_picture(seed=3)).convert("CMYK").save(root / "cmyk.jpg")
+    deep = (_picture(seed=4)[..., 0].astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(deep).save(root / "deep16.png")  # mode I;16
+    Image.fromarray(_picture(seed=5)).save(root / "ciel été 1.jpg")
+    (root / "nested" / "deeper").mkdir(parents=True)
+    Image.fromarray(_picture(seed=6)).save(root / "nested" / "deeper" / "leaf.png")
+    full = io.BytesIO()
+    Image.fromarray(_picture(seed=7)).save(full, "JPEG")
+    (root / "truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
+    (root / "text.jpg").write_text("this is not a picture\n")
+    (root / "empty.jpg").write_bytes(b"")
+    _png_with_size(root / "bomb.png", 100_000, 100_000)
+    (root / "notes.txt").write_text("not a photo suffix: ignored in folders\n")
+    os.symlink("..", root / "nested" / "loop")  # nested/loop -> root: a cycle
+    return root
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    return make_photo_folder(tmp_path / "photos")
+
+
+def rel(paths: list[Path], root: Path) -> list[str]:
+    return [p.relative_to(root).as_posix() for p in paths]
+
+
+def test_iter_photos_recursive_loop_safe_and_image_suffixes_only(photos: Path) -> None:
+    found = rel(list(cli.iter_photos([photos])), photos)
+    assert sorted(found) == sorted(GOOD + list(BAD))
+    assert len(found) == len(set(found))  # the loop did not repeat anything
+
+
+def test_iter_photos_exclude_and_explicit_files(photos: Path) -> None:
+    found = rel(list(cli.iter_photos([photos], exclude=["nested", "*.png"])), photos)
+    assert not any(f.startswith("nested") or f.endswith(".png") for f in found)
+    assert "rotated.jpg" in found
+    # a file given explicitly is tried whatever its suffix, and given twice it is tagged once
+    files = [photos / "notes.txt", photos / "gray.jpg", photos / "gray.jpg"]
+    assert rel(list(cli.iter_photos(files)), photos) == ["notes.txt", "gray.jpg"]
+
+
+def test_writer_formats_parse() -> None:
+    recs = [
+        cli.Record(Path("a b.jpg"), tags=[("cat", 0.5), ("sofa", 0.25)]),
+        cli.Record(Path("x.jpg"), "skipped: not an image"),
+    ]
+    outputs = {}
+    for fmt in ("json", "jsonl", "csv", "table"):
+        buf = io.StringIO()
+        writer = cli.Writer(buf, fmt)
+        for rec in recs:
+            writer.write(rec)
+        writer.close()
+        outputs[fmt] = buf.getvalue()
+    data = json.loads(outputs["json"])
+    assert data[0] == {
+        "path": "a b.jpg",
+        "status": "ok",
+        "tags": [{"tag": "cat", "score": 0.5}, {"tag": "sofa", "score": 0.25}],
+    }
+    assert [json.loads(line) for line in outputs["jsonl"].splitlines()] == data
+    rows = list(csv.DictReader(io.StringIO(outputs["csv"])))
+    assert (
+        rows[0]["tags"] == "cat;sofa"
+        and rows[0]["scores"] == "0.5000;0.2500"
+        and rows[1]["status"] == "skipped: not an image"
+    )
+    assert "cat (0.50)" in outputs["table"]
+    empty = io.StringIO()
+    cli.Writer(empty, "json").close()
+    assert json.loads(empty.getvalue()) == []
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess (one torch thread: the test machine is shared)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_help_and_usage_errors(tmp_path: Path, photos: Path) -> None:
+    top = run_cli("--help")
+    assert top.returncode == 0 and "tag" in top.stdout and "info" in top.stdout and "130" in top.stdout
+    sub = run_cli("tag", "--help")
+    for option in (
+        "--exclude",
+        "--model",
+        "--method",
+        "--format",
+        "--output",
+        "--write-xmp",
+        "--xmp-style",
+        "--dry-run",
+        "--top-k",
+        "--min-score",
+        "--samples",
+        "--seed",
+        "--vocab",
+        "--batch-size",
+        "--workers",
+        "--device",
+        "--quiet",
+        "--force",
+    ):
+        assert option in sub.stdout
+    assert run_cli("tag", "--top-k", "0", str(photos)).returncode == 2
+    missing = run_cli("tag", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+    no_model = run_cli(
+        "tag", "--model", str(tmp_path / "no_model"), str(photos), "--output", str(tmp_path / "out.json")
+    )
+    assert no_model.returncode == 2 and "make repro" in no_model.stderr
+    assert not (tmp_path / "out.json").exists()
+    assert no_model.stderr.count("\n") == 1  # one readable line, no traceback
+    info = run_cli("info", "--model", str(tmp_path / "no_model"))
+    assert info.returncode == 2 and "make repro" in info.stderr
