@@ -242,22 +242,80 @@ def read_vocab(path: Path, vocabulary: Iterable[str]) -> set[str]:
 
 
 # --------------------------------------------------------------------------------------------- tagging
-def tag_photos(args: argparse.Namespace, writer: Writer) -> tuple[int, int, int]:
-    """Tag every photo found under args.paths, streaming records to `writer`; returns (ok, cached, skipped)."""
-    tagger = load_tagger(args.model, args.method)  # first: a missing model fails before anything else loads
-    import numpy as np
-    from pipeline.image_features import extract_features
-    from tqdm import tqdm
+@dataclass
+class Session:
+    """What tagging needs once per run: the Tagger, the backbone, the model id, the allowed tags."""
 
+    tagger: Any
+    backbone: Any
+    model_id: str
+    allowed: set[str] | None = None
+
+
+def open_session(args: argparse.Namespace) -> Session:
+    """Load the model bundle (first: a missing model fails before anything else loads) and its backbone."""
+    tagger = load_tagger(args.model, args.method)
     from pipeline.models.backbones import build_backbone
-    from pipeline.readers import xmp
     from pipeline.utils import resolve_device
 
-    mid = model_id(args.model, args.method)
-    allowed = read_vocab(args.vocab, tagger.words) if args.vocab else None
-    device = resolve_device(args.device)
-    backbone = build_backbone(tagger.info["backbone"], device)
-    max_side = int(tagger.info.get("max_side", 0)) or None
+    allowed = read_vocab(args.vocab, tagger.words) if getattr(args, "vocab", None) else None
+    name = str(tagger.info.get("backbone", "efficientnet_lite0")).replace(
+        "efficientnet-lite0", "efficientnet_lite0"
+    )
+    kwargs = {"image_size": int(tagger.info["image_size"])} if "image_size" in tagger.info else {}
+    backbone = build_backbone(name, resolve_device(args.device), **kwargs)
+    return Session(tagger, backbone, model_id(args.model, args.method), allowed)
+
+
+def tag_features(session: Session, feature: Any, args: argparse.Namespace) -> list[tuple[str, float]]:
+    """Tags of one photo from its feature vector (F,); one photo per call, so its tags depend only on it and --seed."""
+    import numpy as np
+
+    (tags,) = session.tagger.tag(
+        np.asarray(feature, dtype=np.float32)[None],  # (1, F)
+        top_k=args.top_k,
+        samples=args.samples,
+        seed=args.seed,
+        allowed=session.allowed,
+    )
+    return [(t, float(s)) for t, s in tags if s >= args.min_score]
+
+
+def tag_stream(args: argparse.Namespace, session: Session) -> Iterator[Record]:
+    """Records of every photo under args.paths, in walk order; paths are streamed in chunks (bounded memory)."""
+    from pipeline.image_features import extract_features
+    from pipeline.readers import xmp
+
+    for chunk in chunks(iter_photos(args.paths, exclude=args.exclude), args.chunk):
+        todo = []
+        for path in chunk:
+            sidecar = xmp.sidecar_path(path, args.xmp_style)
+            if args.write_xmp and not args.force and xmp.read_model(sidecar) == session.model_id:
+                yield Record(path, "cached", tags=xmp.read_tags(sidecar), sidecar=sidecar, xmp_added=[])
+            else:
+                todo.append(path)
+        features = extract_features(
+            todo,
+            session.backbone,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=session.backbone.device,
+        )
+        for path, feature, reason in features:
+            if feature is None:
+                yield Record(Path(path), f"skipped: {reason}")
+                continue
+            rec = Record(Path(path), tags=tag_features(session, feature, args))
+            if args.write_xmp:
+                write_sidecar(rec, session.model_id, args)
+            yield rec
+
+
+def tag_photos(args: argparse.Namespace, writer: Writer) -> tuple[int, int, int]:
+    """Tag every photo found under args.paths, streaming records to `writer`; returns (ok, cached, skipped)."""
+    session = open_session(args)
+    from tqdm import tqdm
+
     counts = {"ok": 0, "cached": 0, "skipped": 0}
     bar = tqdm(
         desc="tagging",
@@ -266,50 +324,10 @@ def tag_photos(args: argparse.Namespace, writer: Writer) -> tuple[int, int, int]
         leave=False,
         disable=args.quiet or not sys.stderr.isatty(),
     )
-
-    def emit(rec: Record) -> None:
+    for rec in tag_stream(args, session):
         counts["skipped" if rec.skipped else rec.status] += 1
         writer.write(rec)
         bar.update(1)
-
-    def finish(pending: list[Record], feats: list[np.ndarray]) -> None:
-        """Tag the pending photos that have features, write sidecars, emit all pending records in order."""
-        if feats:
-            batch = np.stack(feats)  # (B, F)
-            results = iter(
-                tagger.tag(batch, top_k=args.top_k, samples=args.samples, seed=args.seed, allowed=allowed)
-            )
-        for rec in pending:
-            if rec.status == "ok":
-                rec.tags = [(t, float(s)) for t, s in next(results) if s >= args.min_score]
-                if args.write_xmp:
-                    write_sidecar(rec, mid, args)
-            emit(rec)
-        pending.clear()
-        feats.clear()
-
-    extract_kwargs = {"batch_size": args.batch_size, "workers": args.workers, "device": device}
-    if max_side:
-        extract_kwargs["max_side"] = max_side
-    for chunk in chunks(iter_photos(args.paths, exclude=args.exclude), args.chunk):
-        todo = []
-        for path in chunk:
-            sidecar = xmp.sidecar_path(path, args.xmp_style)
-            if args.write_xmp and not args.force and xmp.read_model(sidecar) == mid:
-                emit(Record(path, "cached", tags=xmp.read_tags(sidecar), sidecar=sidecar, xmp_added=[]))
-            else:
-                todo.append(path)
-        pending: list[Record] = []
-        feats: list[np.ndarray] = []
-        for path, feat, reason in extract_features(todo, backbone, **extract_kwargs):
-            if feat is None:
-                pending.append(Record(Path(path), f"skipped: {reason}"))
-            else:
-                pending.append(Record(Path(path)))
-                feats.append(feat)
-            if len(feats) >= args.batch_size:
-                finish(pending, feats)
-        finish(pending, feats)
     bar.close()
     return counts["ok"], counts["cached"], counts["skipped"]
 
@@ -544,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.model is None:
         args.model = default_model_dir()
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise here
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -182,3 +182,108 @@ def test_help_and_usage_errors(tmp_path: Path, photos: Path) -> None:
     assert no_model.stderr.count("\n") == 1  # one readable line, no traceback
     info = run_cli("info", "--model", str(tmp_path / "no_model"))
     assert info.returncode == 2 and "make repro" in info.stderr
+
+
+# --------------------------------------------------------------------------------------------- a tiny real bundle
+WORDS = ["cat", "dog", "sky", "sea", "tree", "car", "house", "flower", "bird", "boat", "road", "snow"]
+
+
+def make_bundle(out: Path, seed: int = 0) -> Path:
+    """A tiny model bundle in the tag_eval layout (pipeline.tagging): index, CGAN generator, kNN, classifier."""
+    import torch
+
+    from pipeline.models.tag_baselines import MLPConfig, TagMLP
+    from pipeline.models.tag_cgan import TagCGANConfig, build
+    from pipeline.tagging import TagIndex
+    from pipeline.utils import save_checkpoint, write_json
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    TagIndex(WORDS, rng.normal(size=(len(WORDS), 16)).astype(np.float32)).save(out / "index")
+    cfg = TagCGANConfig(feature_dim=1280, tag_dim=16, g_noise_hidden=32, g_cond_hidden=64, d_tag_hidden=8,
+                        d_cond_hidden=8, d_maxout_units=8)  # fmt: skip
+    g, _ = build(cfg)
+    save_checkpoint(out / "cgan_paper.pt", {"model": cfg.to_dict()}, {"generator": g.state_dict()})
+    clf = TagMLP(MLPConfig(feature_dim=1280, hidden=16, out_dim=len(WORDS)))
+    save_checkpoint(out / "classifier.pt", clf.cfg.to_dict(), clf.state_dict())
+    train = rng.random((40, 1280)).astype(np.float32)
+    np.savez(
+        out / "knn.npz", features=train, tags=(rng.random((40, len(WORDS))) < 0.2).astype(np.float32), k=3
+    )
+    write_json(out / "info.json", {
+        "dataset": "cli-fixture", "backbone": "efficientnet_lite0", "feature_dim": 1280, "vocabulary_size": len(WORDS),
+        "methods": ["cgan_paper", "knn", "classifier"], "aliases": {"cgan": "cgan_paper"},
+        "decoding": {"cgan_paper": {"neighbors": 3, "weighted": False}},
+        "metrics": {"cgan_paper": {"p_at_5": 0.1}, "knn": {"p_at_5": 0.2}, "classifier": {"p_at_5": 0.3}},
+    })  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "tagger")
+
+
+def tag_json(*args: str, photos: Path, bundle: Path) -> tuple[int, dict[str, dict], str]:
+    """Run `tag --format json` and index the records by path relative to `photos`."""
+    proc = run_cli("tag", "--model", str(bundle), "--format", "json", "--workers", "0", *args)
+    records = json.loads(proc.stdout) if proc.stdout.strip() else []
+    return proc.returncode, {Path(r["path"]).relative_to(photos).as_posix(): r for r in records}, proc.stderr
+
+
+@pytest.mark.slow
+def test_tag_folder_bad_files_skipped_with_reasons(photos: Path, bundle: Path) -> None:
+    code, records, stderr = tag_json(str(photos), photos=photos, bundle=bundle)
+    assert code == cli.EXIT_SKIPPED, stderr
+    assert sorted(records) == sorted(GOOD + list(BAD))
+    for name in GOOD:
+        assert records[name]["status"] == "ok"
+        scores = [t["score"] for t in records[name]["tags"]]
+        assert (
+            0 < len(scores) <= 10
+            and scores == sorted(scores, reverse=True)
+            and all(0 <= s <= 1 for s in scores)
+        )
+    for name, reason in BAD.items():
+        assert records[name]["status"].startswith("skipped: ") and reason in records[name]["status"], records[
+            name
+        ]
+        assert records[name]["tags"] == []
+
+
+@pytest.mark.slow
+def test_outputs_exit_zero_seed_determinism_and_options(tmp_path: Path, photos: Path, bundle: Path) -> None:
+    good = [str(photos / name) for name in GOOD]
+    out = tmp_path / "out" / "tags.csv"
+    first = run_cli(
+        "tag", "--model", str(bundle), "--format", "csv", "--output", str(out), "--seed", "3", *good
+    )
+    assert first.returncode == 0 and first.stdout == "", first.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["path"] for r in rows] == good and all(r["status"] == "ok" for r in rows)
+    again = run_cli(
+        "tag", "--model", str(bundle), "--format", "jsonl", "--seed", "3", "--batch-size", "2", *good
+    )
+    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [";".join(t["tag"] for t in r["tags"]) for r in lines] == [
+        r["tags"] for r in rows
+    ]  # same seed, same tags
+    vocab = tmp_path / "my_keywords.txt"
+    vocab.write_text("# my keywords\nSky\nsea\nnot-in-model\n", encoding="utf-8")
+    code, records, stderr = tag_json("--vocab", str(vocab), "--top-k", "1", "--method", "knn", good[0], photos=photos,
+                                     bundle=bundle)  # fmt: skip
+    assert code == 0, stderr
+    (rec,) = records.values()
+    assert len(rec["tags"]) <= 1 and {t["tag"] for t in rec["tags"]} <= {"sky", "sea"}
+    code, records, _ = tag_json("--min-score", "1.0", good[0], photos=photos, bundle=bundle)
+    assert code == 0 and all(t["score"] >= 1.0 for r in records.values() for t in r["tags"])
+
+
+@pytest.mark.slow
+def test_info_shows_model_and_metrics(bundle: Path) -> None:
+    proc = run_cli("info", "--model", str(bundle))
+    assert proc.returncode == 0, proc.stderr
+    assert "cli-fixture" in proc.stdout and "p_at_5" in proc.stdout and "knn" in proc.stdout
+    data = json.loads(run_cli("info", "--model", str(bundle), "--format", "json").stdout)
+    assert data["vocabulary_size"] == len(WORDS) and data["model_id"].startswith("tagan-cgan-")
