@@ -1,0 +1,247 @@
+"""Resumable, deterministic and distributed training plumbing (pipeline.training)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline import training
+from pipeline.utils import atomic_path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = ROOT / "tests" / "toy_gan.py"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TAGAN_RESUME_DIR": ".resume"}
+
+
+def _toy(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(TOY), *args]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def _digests(stdout: str) -> dict[int, str]:
+    return {int(r): d for r, d in re.findall(r"rank (\d+) digest (\S+ \S+)", stdout)}
+
+
+def _popen_until(tmp_path: Path, line: str, *args: str) -> subprocess.Popen[str]:
+    """Start the toy run and return once it printed `line` (it is still running)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(TOY), *args], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for out in proc.stdout:
+        if out.strip() == line:
+            return proc
+    raise AssertionError(f"toy run ended (rc {proc.wait()}) before printing {line!r}")
+
+
+# --- deterministic batches -------------------------------------------------------------------
+
+
+def test_batch_indices_are_deterministic_and_cover_each_epoch() -> None:
+    n, bs, seed = 50, 8, 3
+    per_epoch = training.steps_per_epoch(n, bs)
+    epoch0 = torch.cat([training.batch_indices(n, bs, s, seed) for s in range(per_epoch)])
+    assert len(set(epoch0.tolist())) == per_epoch * bs  # no repeats inside an epoch
+    again = torch.cat([training.batch_indices(n, bs, s, seed) for s in range(per_epoch)])
+    assert torch.equal(epoch0, again)
+    epoch1 = torch.cat([training.batch_indices(n, bs, s, seed) for s in range(per_epoch, 2 * per_epoch)])
+    assert not torch.equal(epoch0, epoch1)  # reshuffled every epoch
+    assert not torch.equal(epoch0, torch.cat([training.batch_indices(n, bs, s, 4) for s in range(per_epoch)]))
+
+
+def test_rank_slices_partition_the_global_batch() -> None:
+    world = 2
+    for step in (0, 5, 17):
+        full = training.batch_indices(40, 8, step, 1)
+        parts = [training.batch_indices(40, 8, step, 1, training.DistInfo(r, world, r)) for r in range(world)]
+        assert sorted(torch.cat(parts).tolist()) == sorted(full.tolist())
+        assert all(len(p) == 8 // world for p in parts)
+
+
+# --- Checkpointer in process -----------------------------------------------------------------
+
+
+@pytest.fixture
+def resume_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(training, "RESUME_DIR", tmp_path / ".resume")
+    return tmp_path / ".resume"
+
+
+def _objects(seed: int) -> dict[str, object]:
+    torch.manual_seed(seed)
+    model = nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    opt.step()
+    sched.step()
+    return {"model": model, "opt": opt, "sched": sched}
+
+
+def test_checkpointer_restores_models_optimisers_schedulers_and_rngs(resume_dir: Path) -> None:
+    config = {"lr": 0.1}
+    saved = _objects(0)
+    ckpt = training.Checkpointer("unit", config, every=5)
+    ckpt.maybe_save(3, saved)  # not a multiple of 5
+    assert not ckpt.path.exists()
+    ckpt.maybe_save(5, saved, extra={"best": 1.5})
+    expected_draw = torch.rand(3)  # what the RNG gives right after the save
+
+    fresh = _objects(1)
+    step, extra = training.Checkpointer("unit", config, every=5).load(fresh)
+    assert (step, extra) == (5, {"best": 1.5})
+    assert torch.equal(torch.rand(3), expected_draw)
+    for a, b in zip(saved["model"].state_dict().values(), fresh["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    assert fresh["opt"].state_dict()["state"][0]["step"] == saved["opt"].state_dict()["state"][0]["step"]
+    assert fresh["sched"].get_last_lr() == saved["sched"].get_last_lr()
+
+
+def test_checkpointer_ignores_another_configs_file_and_finish_removes_it(resume_dir: Path) -> None:
+    training.Checkpointer("unit", {"lr": 0.1}, every=1).save(4, _objects(0))
+    other = training.Checkpointer("unit", {"lr": 0.2}, every=1)
+    assert other.load(_objects(1)) == (0, {})
+    same = training.Checkpointer("unit", {"lr": 0.1}, every=1)
+    assert same.load(_objects(1))[0] == 4
+    same.finish()
+    assert not same.path.exists()
+
+
+def test_checkpointer_drops_temp_files_left_by_a_killed_save(resume_dir: Path) -> None:
+    ckpt = training.Checkpointer("unit", {}, every=1)
+    ckpt.save(2, _objects(0))
+    stale = ckpt.path.parent / f".{ckpt.path.name}.abc123.tmp"
+    stale.write_bytes(b"half a checkpoi")
+    assert ckpt.load(_objects(1))[0] == 2
+    assert not stale.exists()
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "model.pt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+# --- real processes: SIGKILL and torchrun ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_restart_is_bit_identical(tmp_path: Path) -> None:
+    """Kill -9 between checkpoints, start again: same weights as a run that never stopped."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    straight.mkdir()
+    killed.mkdir()
+    reference = subprocess.Popen(
+        [sys.executable, str(TOY), "--steps", "30", "--every", "5"], cwd=straight, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    proc = _popen_until(killed, "rank 0 done 13", "--steps", "30", "--every", "5", "--sleep", "0.1")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    (resume,) = (killed / ".resume").iterdir()  # one complete file, no temp leftovers
+    assert torch.load(resume, weights_only=True)["step"] in (10, 15)  # last save before the kill
+    assert not (killed / "out").exists()
+
+    expected = _digests(reference.communicate(timeout=120)[0])[0]
+    resumed = _toy(killed, "--steps", "30", "--every", "5")
+    assert "resumed from" in resumed.stderr
+    assert "rank 0 done 1\n" not in resumed.stdout  # finished steps were not redone
+    assert _digests(resumed.stdout)[0] == expected
+    assert not resume.exists()  # finish() removed the resume file
+    saved = torch.load(killed / "out" / "model.pt", weights_only=True)
+    for a, b in zip(
+        saved["state_dict"]["g"].values(),
+        torch.load(straight / "out" / "model.pt")["state_dict"]["g"].values(),
+    ):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_sigkill_while_writing_a_checkpoint_never_leaves_a_partial_file(tmp_path: Path) -> None:
+    """kill -9 the moment a save's temp file appears: the resume file still loads, the restart cleans up."""
+    args = ("--steps", "1000", "--every", "1", "--width", "20000")
+    proc = _popen_until(tmp_path, "rank 0 done 2", *args)  # saves of steps 1 and 2 completed
+    resume = tmp_path / ".resume"
+    deadline = time.monotonic() + 60
+    while not list(resume.glob(".*.tmp")):  # a save of a later step is under way
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    (final,) = resume.glob("*.pt")
+    (partial,) = resume.glob(".*.tmp")
+    state = torch.load(final, weights_only=True)  # the previous complete save, untouched
+    assert state["step"] >= 2 and set(state["objects"]) == {"g", "d", "opt_g", "opt_d", "sched_g"}
+
+    resumed = _toy(tmp_path, *args, "--crash-at", str(state["step"] + 1), check=False)
+    assert f"at step {state['step']}" in resumed.stderr
+    assert not partial.exists()  # the restart dropped the dead save's temp file
+    assert torch.load(final, weights_only=True)["step"] == state["step"] + 1
+
+
+def _torchrun(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(TOY),
+        *args,
+    ]
+    env = {**_env(), "TOY_RESUME_DIR_PER_RANK": "1"}
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(proc: subprocess.Popen[str], ok: bool = True) -> tuple[str, str]:
+    stdout, stderr = proc.communicate(timeout=180)
+    assert (proc.returncode == 0) == ok, stderr[-3000:]
+    return stdout, stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_stay_in_sync_resume_and_only_rank0_writes(tmp_path: Path) -> None:
+    """gloo on CPU: same weights on both ranks, files from rank 0 only, a crashed job resumes identically."""
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    straight.mkdir()
+    crashed.mkdir()
+    straight_run = _torchrun(straight, "--steps", "16", "--every", "4")
+    crashed_run = _torchrun(crashed, "--steps", "16", "--every", "4", "--crash-at", "10")
+    digests = _digests(_finish(straight_run)[0])
+    _finish(crashed_run, ok=False)
+    assert set(digests) == {0, 1} and digests[0] == digests[1]  # DDP kept the ranks in sync
+    assert (straight / "out" / "model.pt").exists()
+    assert [p.name for p in (crashed / "resume_rank0").iterdir()]  # rank 0 wrote the resume file
+    assert not (crashed / "resume_rank1").exists()  # rank 1 wrote nothing
+    assert not (crashed / "out").exists()
+
+    # Rank 1's resume dir is empty: it gets rank 0's state by broadcast (no shared disk needed).
+    stdout, stderr = _finish(_torchrun(crashed, "--steps", "16", "--every", "4"))
+    assert stderr.count("resumed from") == 2
+    assert _digests(stdout) == digests
+    assert not (crashed / "resume_rank1").exists()
