@@ -1,0 +1,182 @@
+"""Tag CGAN (Mirza & Osindero 2014, Sec. 4.2): generate tag vectors conditioned on image features.
+
+G(z, x): noise -> hidden, image feature -> hidden, joint -> a tag vector. Two output heads:
+`linear` (the paper: a free vector in embedding space) and `vocab` (softmax over the vocabulary
+with Gumbel noise; the vector is the probability-weighted mix of vocabulary vectors, so samples
+land on words). D(t, x): tag vector and image feature -> maxout joint -> one logit, either by
+concatenation (the paper) or with a projection term <embed(x), h(t)> (Miyato & Koyama 2018).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TagCGANConfig:
+    """Network shape of one tag CGAN; stored in its checkpoint so the model rebuilds without the stage."""
+
+    feature_dim: int = 1280
+    tag_dim: int = 200
+    vocab_size: int = 0  # only for output="vocab"
+    noise_dim: int = 100
+    g_noise_hidden: int = 500
+    g_cond_hidden: int = 2000
+    g_joint_hidden: int = 0  # 0 = the paper's single linear joint layer
+    g_dropout: float = 0.5
+    output: Literal["linear", "vocab"] = "linear"
+    temperature: float = 0.5  # Gumbel-softmax temperature of the vocab head
+    d_tag_hidden: int = 500
+    d_cond_hidden: int = 1200
+    d_maxout_units: int = 1000
+    d_maxout_pieces: int = 3
+    d_dropout: float = 0.5
+    discriminator: Literal["concat", "projection"] = "concat"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Maxout(nn.Module):
+    """Linear to units*pieces, then the max over each unit's pieces."""
+
+    def __init__(self, in_dim: int, units: int, pieces: int) -> None:
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(in_dim, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x).view(*x.shape[:-1], self.units, self.pieces)  # (B, U, P)
+        return y.max(dim=-1).values  # (B, U)
+
+
+class FeatureNorm(nn.Module):
+    """Standardise image features with train-set mean/std kept as buffers (saved in the checkpoint)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, features: torch.Tensor) -> None:
+        self.mean.copy_(features.mean(0))
+        self.std.copy_(features.std(0).clamp_min(1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Generator(nn.Module):
+    """G(z, x) -> a tag vector (B, tag_dim)."""
+
+    def __init__(self, cfg: TagCGANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.norm = FeatureNorm(cfg.feature_dim)
+        self.noise = nn.Sequential(nn.Linear(cfg.noise_dim, cfg.g_noise_hidden), nn.ReLU())  # (B, 500)
+        self.cond = nn.Sequential(
+            nn.Linear(cfg.feature_dim, cfg.g_cond_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)
+        )  # (B, 2000)
+        joint_in = cfg.g_noise_hidden + cfg.g_cond_hidden
+        out_dim = cfg.vocab_size if cfg.output == "vocab" else cfg.tag_dim
+        layers: list[nn.Module] = []
+        if cfg.g_joint_hidden:
+            layers += [nn.Linear(joint_in, cfg.g_joint_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)]
+            joint_in = cfg.g_joint_hidden
+        layers.append(nn.Linear(joint_in, out_dim))  # (B, tag_dim) or (B, V) logits
+        self.joint = nn.Sequential(*layers)
+        if cfg.output == "vocab":
+            if cfg.vocab_size <= 0:
+                raise ValueError("output='vocab' needs vocab_size > 0")
+            self.register_buffer("vocab_vectors", torch.zeros(cfg.vocab_size, cfg.tag_dim))  # (V, D)
+
+    def logits(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The joint layer's output: (B, tag_dim) vector or (B, V) vocabulary logits."""
+        return self.joint(torch.cat([self.noise(z), self.cond(self.norm(x))], dim=1))
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_logits: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        out = self.logits(z, x)
+        if self.cfg.output == "linear":
+            vec = out  # (B, D)
+        else:
+            u = torch.rand(out.shape, generator=generator, device=out.device).clamp_(1e-9, 1 - 1e-9)
+            gumbel = -torch.log(-torch.log(u))
+            probs = F.softmax((out + gumbel) / self.cfg.temperature, dim=1)  # (B, V)
+            vec = probs @ self.vocab_vectors  # (B, D)
+        return (vec, out) if return_logits else vec
+
+
+class Discriminator(nn.Module):
+    """D(t, x) -> one logit per pair (B,)."""
+
+    def __init__(self, cfg: TagCGANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.norm = FeatureNorm(cfg.feature_dim)
+        self.tag = nn.Sequential(nn.Linear(cfg.tag_dim, cfg.d_tag_hidden), nn.ReLU())  # (B, 500)
+        self.cond = nn.Sequential(nn.Linear(cfg.feature_dim, cfg.d_cond_hidden), nn.ReLU())  # (B, 1200)
+        joint_in = cfg.d_tag_hidden + (cfg.d_cond_hidden if cfg.discriminator == "concat" else 0)
+        self.maxout = Maxout(joint_in, cfg.d_maxout_units, cfg.d_maxout_pieces)  # (B, 1000)
+        self.drop = nn.Dropout(cfg.d_dropout)
+        self.out = nn.Linear(cfg.d_maxout_units, 1)
+        if cfg.discriminator == "projection":
+            self.embed = nn.Linear(cfg.d_cond_hidden, cfg.d_maxout_units)  # image -> (B, 1000)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ht, hx = self.tag(t), self.cond(self.norm(x))
+        if self.cfg.discriminator == "concat":
+            h = self.drop(self.maxout(torch.cat([ht, hx], dim=1)))  # (B, 1000)
+            return self.out(h).squeeze(1)
+        h = self.drop(self.maxout(ht))  # (B, 1000)
+        return self.out(h).squeeze(1) + (h * self.embed(hx)).sum(1)  # psi(h) + <embed(x), h>
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """N(0, std) weights, zero biases on every Linear (the DCGAN init)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            nn.init.zeros_(m.bias)
+
+
+def build(cfg: TagCGANConfig) -> tuple[Generator, Discriminator]:
+    """A freshly initialised (G, D) pair."""
+    g, d = Generator(cfg), Discriminator(cfg)
+    init_weights(g)
+    init_weights(d)
+    return g, d
+
+
+def load_generator(ckpt: dict[str, Any]) -> Generator:
+    """Rebuild G from a checkpoint {'config': {'model': ...}, 'state_dict': {'generator': ...}} in eval mode."""
+    cfg = TagCGANConfig(**ckpt["config"]["model"])
+    g = Generator(cfg)
+    g.load_state_dict(ckpt["state_dict"]["generator"])
+    return g.eval()
+
+
+@torch.no_grad()
+def sample(
+    g: Generator, features: torch.Tensor, samples: int, seed: int = 0, batch_size: int = 8192
+) -> torch.Tensor:
+    """`samples` generated tag vectors per image: features (B, F) -> (B, S, D), deterministic in seed."""
+    gen = torch.Generator(device=features.device).manual_seed(seed)
+    b = features.shape[0]
+    x = features.repeat_interleave(samples, dim=0)  # (B*S, F)
+    z = torch.randn(x.shape[0], g.cfg.noise_dim, generator=gen, device=features.device)  # (B*S, Z)
+    out = [
+        g(z[i : i + batch_size], x[i : i + batch_size], generator=gen)
+        for i in range(0, x.shape[0], batch_size)
+    ]
+    return torch.cat(out).view(b, samples, -1)

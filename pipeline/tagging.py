@@ -1,0 +1,417 @@
+"""Tag vocabulary + FAISS index, the paper's vote decoding, and the Tagger (shared by tag_eval and cli.py).
+
+A model bundle (default `data/tagger/`, written by the tag_eval stage) holds everything a tagger
+needs: `info.json` (dataset, backbone, vocabulary size, decoding params, test metrics), `index/`
+(the TagIndex), `cgan_<preset>.pt`, `classifier.pt`, `regressor.pt`, `knn.npz`, `zeroshot.npz`,
+`prior.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+
+from pipeline.utils import UserError, atomic_path, load_checkpoint, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+Tags = list[list[tuple[str, float]]]  # per image: (word, score), best first
+METHODS = ("cgan", "cgan_strong", "cgan_paper", "knn", "classifier", "regressor", "prior", "zeroshot")
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+# --- data readers for the tagging branch ---------------------------------------------------------
+
+
+@dataclass
+class TagData:
+    """Items aligned with their features: ids (N,), features (N, F), tags per item, splits."""
+
+    ids: list[str]
+    features: np.ndarray  # (N, F) float32
+    tags: list[list[str]]
+    split: dict[str, np.ndarray]  # split column name -> (N,) array of 'train'|'val'|'test'
+    paths: list[str]
+    vocab: list[str]
+    train_counts: dict[str, int]
+    backbone: str = "efficientnet-lite0"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rows(self, name: str, column: str = "split") -> np.ndarray:
+        """Row indices of split `name` ('train'|'val'|'test') under `column` ('split'|'split_image')."""
+        return np.flatnonzero(self.split[column] == name)
+
+
+def read_tag_data(items_path: Path, vocab_path: Path, features_path: Path) -> TagData:
+    """Join items.jsonl, vocab.json and features.npz on id (items without features are dropped)."""
+    for p in (items_path, vocab_path, features_path):
+        if not Path(p).exists():
+            raise UserError(f"{p} not found; build it first with `dvc repro tags_data image_features`")
+    items = [json.loads(line) for line in Path(items_path).read_text().splitlines() if line.strip()]
+    vocab_json = read_json(vocab_path)
+    vocab = list(vocab_json["tags"])
+    z = np.load(features_path, allow_pickle=False)
+    fid = [str(i) for i in z["ids"]]
+    feats = z["features"].astype(np.float32)
+    backbone = str(z["backbone"]) if "backbone" in z.files else "efficientnet-lite0"
+    row = {i: r for r, i in enumerate(fid)}
+    vset = set(vocab)
+    keep = [it for it in items if str(it["id"]) in row and any(t in vset for t in it["tags"])]
+    if not keep:
+        raise UserError(f"no item of {items_path} has both features in {features_path} and a vocabulary tag")
+    if len(keep) < len(items):
+        log.info("%d of %d items have features and vocabulary tags", len(keep), len(items))
+    split = {"split": np.array([it["split"] for it in keep])}
+    if all("split_image" in it for it in keep):
+        split["split_image"] = np.array([it["split_image"] for it in keep])
+    return TagData(
+        ids=[str(it["id"]) for it in keep],
+        features=feats[[row[str(it["id"])] for it in keep]],
+        tags=[[t for t in it["tags"] if t in vset] for it in keep],
+        split=split,
+        paths=[str(it.get("path", "")) for it in keep],
+        vocab=vocab,
+        train_counts={k: int(v) for k, v in vocab_json.get("train_counts", {}).items()},
+        backbone=backbone,
+    )
+
+
+def tag_matrix(tags: list[list[str]], vocab: list[str]) -> np.ndarray:
+    """Multi-hot (N, V) float32 matrix of tag lists."""
+    col = {w: j for j, w in enumerate(vocab)}
+    y = np.zeros((len(tags), len(vocab)), dtype=np.float32)
+    for i, ts in enumerate(tags):
+        y[i, [col[t] for t in ts if t in col]] = 1.0
+    return y
+
+
+# --- vocabulary index ----------------------------------------------------------------------------
+
+
+class TagIndex:
+    """Vocabulary words with L2-normalised vectors (V, D) and a FAISS inner-product (= cosine) index.
+
+    Exact `IndexFlatIP` up to `exact_threshold` words, HNSW above it.
+    """
+
+    def __init__(
+        self, words: list[str], vectors: np.ndarray, *, exact_threshold: int = 50_000, hnsw_m: int = 32
+    ) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(words):
+            raise ValueError(f"vectors {vectors.shape} must be (len(words)={len(words)}, D)")
+        if len(set(words)) != len(words):
+            raise ValueError("vocabulary words must be unique")
+        self.words = list(words)
+        self.vectors = l2_normalize(vectors)  # (V, D)
+        self.exact_threshold = exact_threshold
+        self.hnsw_m = hnsw_m
+        self.word_index = {w: i for i, w in enumerate(self.words)}
+        self.index = self._build()
+
+    def _build(self) -> faiss.Index:
+        d = self.dim
+        if len(self.words) <= self.exact_threshold:
+            index = faiss.IndexFlatIP(d)
+        else:
+            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.hnsw.efSearch = 128
+        index.add(self.vectors)
+        return index
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def exact(self) -> bool:
+        return isinstance(self.index, faiss.IndexFlatIP)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k words by cosine: queries (N, D) -> (scores (N, k), idx (N, k)); idx -1 pads k > V."""
+        q = l2_normalize(np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim))
+        return self.index.search(q, min(k, len(self.words)))
+
+    def save(self, directory: Path) -> None:
+        """Write words.json, vectors.npy, index.faiss and meta.json together (row-aligned)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / "vectors.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, self.vectors)
+        with atomic_path(directory / "index.faiss") as tmp:
+            faiss.write_index(self.index, str(tmp))
+        write_json(
+            directory / "meta.json",
+            {
+                "exact_threshold": self.exact_threshold,
+                "hnsw_m": self.hnsw_m,
+                "size": len(self.words),
+                "dim": self.dim,
+                "exact": self.exact,
+            },
+        )
+        write_json(directory / "words.json", self.words)
+
+    @classmethod
+    def load(cls, directory: Path) -> TagIndex:
+        """Read an index written by save(); a missing or inconsistent directory is a UserError."""
+        directory = Path(directory)
+        if not (directory / "words.json").exists():
+            raise UserError(f"no tag index in {directory}; build it with `dvc repro tag_embeddings`")
+        words = read_json(directory / "words.json")
+        vectors = np.load(directory / "vectors.npy")
+        meta = read_json(directory / "meta.json")
+        self = cls.__new__(cls)
+        self.words, self.vectors = list(words), vectors.astype(np.float32)
+        self.exact_threshold, self.hnsw_m = int(meta["exact_threshold"]), int(meta["hnsw_m"])
+        self.word_index = {w: i for i, w in enumerate(self.words)}
+        self.index = faiss.read_index(str(directory / "index.faiss"))
+        if self.index.ntotal != len(words) or vectors.shape[0] != len(words):
+            raise UserError(
+                f"tag index in {directory} is inconsistent (words, vectors, index sizes differ); rebuild it"
+            )
+        return self
+
+    def vector(self, word: str) -> np.ndarray:
+        return self.vectors[self.word_index[word]]
+
+
+def decode_votes(
+    generated: np.ndarray | torch.Tensor,
+    index: TagIndex,
+    *,
+    neighbors: int = 20,
+    top_k: int = 10,
+    allowed: set[str] | None = None,
+    weighted: bool = False,
+) -> Tags:
+    """The paper's decoding: each of S generated vectors votes for its `neighbors` nearest words.
+
+    generated (B, S, D). An image's tags are its top_k most-voted words, scored by vote share (votes /
+    (S * neighbors)); ties break on summed cosine. weighted=True counts each vote by its cosine instead.
+    `allowed` restricts the candidate words (exact search over that subset).
+    """
+    g = generated.detach().cpu().numpy() if isinstance(generated, torch.Tensor) else np.asarray(generated)
+    if g.ndim == 2:
+        g = g[:, None, :]
+    b, s, d = g.shape
+    flat = g.reshape(b * s, d)
+    if allowed is not None:
+        cand = np.array(sorted(index.word_index[w] for w in allowed if w in index.word_index), dtype=np.int64)
+        if cand.size == 0:
+            return [[] for _ in range(b)]
+        sims = l2_normalize(flat) @ index.vectors[cand].T  # (B*S, A)
+        k = min(neighbors, cand.size)
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        scores = np.take_along_axis(sims, part, axis=1)
+        idx = cand[part]
+    else:
+        scores, idx = index.search(flat, neighbors)
+        k = idx.shape[1]
+    v = len(index)
+    idx = idx.reshape(b, s * k)
+    scores = scores.reshape(b, s * k)
+    valid = idx >= 0
+    counts = np.zeros((b, v), dtype=np.float64)
+    simsum = np.zeros((b, v), dtype=np.float64)
+    rows = np.repeat(np.arange(b), s * k).reshape(b, s * k)
+    np.add.at(counts, (rows[valid], idx[valid]), 1.0)
+    np.add.at(simsum, (rows[valid], idx[valid]), scores[valid])
+    votes = simsum if weighted else counts
+    total = simsum.sum(1, keepdims=True) if weighted else np.full((b, 1), float(s * k))
+    share = votes / np.maximum(total, 1e-12)
+    key = votes + 1e-6 * simsum / max(s * k, 1)  # tie-break on summed cosine
+    out: Tags = []
+    for i in range(b):
+        order = np.argsort(-key[i], kind="stable")[:top_k]
+        out.append([(index.words[j], float(share[i, j])) for j in order if counts[i, j] > 0])
+    return out
+
+
+def top_from_scores(
+    scores: np.ndarray, words: list[str], top_k: int, allowed: set[str] | None = None
+) -> Tags:
+    """Top-k words per row of a score matrix (B, V), optionally restricted to `allowed`."""
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    if allowed is not None:
+        mask = np.array([w in allowed for w in words])
+        scores[:, ~mask] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    return [
+        [(words[j], float(scores[i, j])) for j in row if np.isfinite(scores[i, j])]
+        for i, row in enumerate(order)
+    ]
+
+
+def knn_scores(
+    train_features: np.ndarray,
+    train_tags: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    exclude_self: bool = False,
+) -> np.ndarray:
+    """kNN tag transfer: cosine neighbours among train images vote with their similarity -> (B, V)."""
+    base = l2_normalize(train_features)
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(base)
+    sims, idx = index.search(l2_normalize(queries), k + int(exclude_self))
+    if exclude_self:
+        sims, idx = sims[:, 1:], idx[:, 1:]
+    w = np.maximum(sims, 0.0)[..., None]  # (B, k, 1)
+    return (train_tags[idx] * w).sum(1) / k  # (B, V)
+
+
+# --- the tagger over a bundle --------------------------------------------------------------------
+
+
+class Tagger:
+    """Tags images from their backbone features with one method of a bundle written by tag_eval."""
+
+    def __init__(self, model_dir: Path, method: str, info: dict[str, Any], index: TagIndex) -> None:
+        self.model_dir, self.method, self._info, self.index = Path(model_dir), method, info, index
+        self.words = index.words
+        self._scorer: Any = None
+        self._generator: Any = None
+
+    @classmethod
+    def load(cls, model_dir: Path, method: str = "cgan") -> Tagger:
+        """Open a bundle directory; unknown methods or missing files raise UserError naming the fix."""
+        model_dir = Path(model_dir)
+        if not (model_dir / "info.json").exists():
+            raise UserError(
+                f"{model_dir} is not a tagger bundle (no info.json); build it with `dvc repro tag_eval`"
+            )
+        info = read_json(model_dir / "info.json")
+        method = info.get("aliases", {}).get(method, method)
+        available = info.get("methods", [])
+        if method not in available:
+            raise UserError(
+                f"method {method!r} is not in bundle {model_dir}; choose one of {', '.join(available)}"
+            )
+        self = cls(model_dir, method, info, TagIndex.load(model_dir / "index"))
+        self._prepare()
+        return self
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Dataset, backbone, vocabulary size, params and per-method test metrics of the bundle."""
+        return {**self._info, "method": self.method}
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self._info["feature_dim"])
+
+    def _prepare(self) -> None:
+        d, m = self.model_dir, self.method
+        if m.startswith("cgan_"):
+            from pipeline.models.tag_cgan import load_generator
+
+            self._generator = load_generator(load_checkpoint(d / f"{m}.pt"))
+        elif m == "regressor":
+            from pipeline.models.tag_baselines import load_model
+
+            self._generator = load_model(load_checkpoint(d / "regressor.pt"))
+        elif m == "classifier":
+            from pipeline.models.tag_baselines import load_model
+
+            self._scorer = load_model(load_checkpoint(d / "classifier.pt"))
+        elif m == "knn":
+            z = np.load(d / "knn.npz")
+            self._scorer = (z["features"], z["tags"].astype(np.float32), int(z["k"]))
+        elif m == "zeroshot":
+            z = np.load(d / "zeroshot.npz")
+            self._scorer = (z["weight"], z["bias"], z["class_to_tag"], int(z["top_classes"]))
+        elif m == "prior":
+            counts = read_json(d / "prior.json")
+            self._scorer = np.array([counts.get(w, 0) for w in self.words], dtype=np.float64)
+
+    def decode_params(self) -> dict[str, Any]:
+        """Decoding used for generated vectors: neighbors and weighted votes for this method."""
+        return dict(self._info.get("decoding", {}).get(self.method, {"neighbors": 20, "weighted": False}))
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """(B, V) tag scores for the score-based methods (knn, classifier, zeroshot, prior)."""
+        x = np.asarray(features, dtype=np.float32)
+        m = self.method
+        if m == "knn":
+            feats, tags, k = self._scorer
+            return knn_scores(feats, tags, x, k)
+        if m == "classifier":
+            with torch.no_grad():
+                return torch.sigmoid(self._scorer(torch.from_numpy(x))).numpy()
+        if m == "zeroshot":
+            weight, bias, class_to_tag, top = self._scorer
+            return zeroshot_scores(x @ weight.T + bias, class_to_tag, top)
+        if m == "prior":
+            return np.tile(self._scorer / max(self._scorer.sum(), 1.0), (x.shape[0], 1))
+        raise ValueError(f"method {m} generates vectors; use generate()")
+
+    def generate(self, features: np.ndarray, samples: int = 100, seed: int = 0) -> torch.Tensor:
+        """(B, S, D) generated tag vectors (regressor: S = 1, deterministic)."""
+        x = torch.from_numpy(np.asarray(features, dtype=np.float32))
+        if self.method == "regressor":
+            with torch.no_grad():
+                return self._generator(x)[:, None, :]
+        from pipeline.models.tag_cgan import sample
+
+        return sample(self._generator, x, samples, seed)
+
+    def tag(
+        self,
+        features: np.ndarray,
+        *,
+        top_k: int = 10,
+        samples: int = 100,
+        seed: int = 0,
+        allowed: Iterable[str] | None = None,
+        neighbors: int | None = None,
+    ) -> Tags:
+        """Tags for images given their features (B, F): per image a list of (word, score), best first."""
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != self.feature_dim:
+            raise UserError(
+                f"features must be (B, {self.feature_dim}) from backbone {self._info.get('backbone')}, "
+                f"got {features.shape}; extract them with the bundle's backbone"
+            )
+        allowed_set = set(allowed) if allowed is not None else None
+        if allowed_set is not None and not allowed_set & set(self.words):
+            raise UserError("none of the allowed tags is in the model's vocabulary; check the tag list")
+        if self._generator is not None:
+            p = self.decode_params()
+            return decode_votes(
+                self.generate(features, samples, seed),
+                self.index,
+                top_k=top_k,
+                allowed=allowed_set,
+                neighbors=neighbors or int(p["neighbors"]),
+                weighted=bool(p.get("weighted", False)),
+            )
+        return top_from_scores(self.scores(features), self.words, top_k, allowed_set)
+
+
+def zeroshot_scores(logits: np.ndarray, class_to_tag: np.ndarray, top_classes: int) -> np.ndarray:
+    """ImageNet zero-shot: softmax over the top classes, spread onto tags by class->tag similarity (B, V)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    top = np.argsort(-logits, axis=1)[:, :top_classes]  # (B, T)
+    top_logits = np.take_along_axis(logits, top, axis=1)
+    p = np.exp(top_logits - top_logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)  # (B, T)
+    return np.einsum("bt,btv->bv", p, class_to_tag[top])  # (B, V)

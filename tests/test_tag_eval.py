@@ -1,0 +1,139 @@
+"""Tagging metrics on hand-made cases, and a tiny tag_eval run whose bundle the Tagger serves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import metrics
+from pipeline.config import Runtime
+from pipeline.tag_cgan import Params as CGANParams
+from pipeline.tag_cgan import run as train_cgan
+from pipeline.tag_embeddings import Params as EmbParams
+from pipeline.tag_embeddings import run as embed
+from pipeline.tag_eval import Params, class_to_tag_matrix, run
+from pipeline.tagging import Tagger, read_tag_data
+from pipeline.utils import UserError
+from tests.tag_fixtures import make_tag_data
+
+
+def test_precision_recall_f1_at_k_known_answers():
+    pred = [["a", "b", "c", "d", "e"], ["x", "y", "z", "w", "v"]]
+    truth = [{"a", "c", "q"}, {"v"}]
+    p, r, f = metrics.precision_recall_at_k(pred, truth, 5)
+    assert p == pytest.approx((2 / 5 + 1 / 5) / 2)
+    assert r == pytest.approx((2 / 3 + 1) / 2)
+    f1_a = 2 * (0.4 * 2 / 3) / (0.4 + 2 / 3)
+    f1_b = 2 * (0.2 * 1) / (0.2 + 1)
+    assert f == pytest.approx((f1_a + f1_b) / 2)
+    assert metrics.precision_recall_at_k([["a"]], [set()], 5) == (0.0, 0.0, 0.0)  # untagged images skipped
+
+
+def test_average_precision_known_answers():
+    assert metrics.average_precision(["a", "x", "b"], {"a", "b"}) == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.average_precision(["x", "a"], {"a"}) == pytest.approx(0.5)
+    assert metrics.average_precision(["x", "y"], {"a"}) == 0.0
+    assert (
+        metrics.average_precision(["a", "b"], {"a", "b", "c", "d"}) == 1.0
+    )  # normalised by min(|truth|, len)
+
+
+def test_tagging_metrics_coverage_and_diversity():
+    m = metrics.tagging_metrics([["a", "b"], ["a", "c"]], [{"a"}, {"c"}], vocab_size=10)
+    assert m["coverage"] == 3 and m["coverage_frac"] == pytest.approx(0.3)
+    same = np.ones((2, 4, 3))
+    assert metrics.sample_diversity(same)["mean_pairwise_cosine_distance"] == pytest.approx(0.0)
+    opposite = np.array([[[1, 0], [-1, 0]]], dtype=float)
+    d = metrics.sample_diversity(opposite, nearest=np.array([[0, 1]]))
+    assert d["mean_pairwise_cosine_distance"] == pytest.approx(2.0) and d["distinct_nearest_words"] == 2.0
+
+
+def test_class_names_map_to_tags_by_exact_word_with_glove():
+    sim = class_to_tag_matrix(
+        ["tabby cat", "lemon", "guitar pick"], ["cat", "lemon", "guitar", "road"], "glove", 2
+    )
+    assert sim[0, 0] == 1.0 and sim[1, 1] == 1.0 and sim[2, 2] == 1.0
+    assert (sim > 0).sum(1).max() <= 2  # at most tags_per_class tags per class
+
+
+def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.training.RESUME_DIR", tmp_path / "resume")
+    paths = make_tag_data(tmp_path / "data")
+    embed(EmbParams(dim=8, epochs=5), Runtime(), paths["items"], paths["vocab"], tmp_path / "emb")
+    tiny = dict(
+        noise_dim=4,
+        g_noise_hidden=8,
+        g_cond_hidden=16,
+        d_tag_hidden=8,
+        d_cond_hidden=12,
+        d_maxout_units=6,
+        d_maxout_pieces=2,
+        steps=10,
+        batch_size=8,
+        checkpoint_every=0,
+        log_every=5,
+    )
+    for preset, extra in {
+        "paper": {},
+        "strong": {"output": "vocab", "aux_weight": 1.0, "optimizer": "adam", "lr_g": 1e-2, "lr_d": 1e-3},
+    }.items():
+        train_cgan(
+            CGANParams(**tiny, **extra),
+            Runtime(num_threads=1),
+            preset,
+            paths["items"],
+            paths["vocab"],
+            paths["features"],
+            tmp_path / "emb",
+            tmp_path / f"{preset}.pt",
+            tmp_path / f"{preset}.csv",
+        )
+    cfg = Params(samples=8, mlp_epochs=5, knn_k=[1, 3], tuned_neighbors=[1, 3], examples=4)
+    m = run(
+        cfg,
+        Runtime(num_threads=1),
+        paths["items"],
+        paths["vocab"],
+        paths["features"],
+        tmp_path / "emb",
+        {"paper": tmp_path / "paper.pt", "strong": tmp_path / "strong.pt"},
+        tmp_path / "bundle",
+        tmp_path / "rep",
+    )
+    for method in (
+        "prior",
+        "knn",
+        "classifier",
+        "regressor",
+        "cgan_paper",
+        "cgan_strong",
+        "cgan_strong_tuned",
+    ):
+        assert 0.0 <= m[f"{method}.p_at_5"] <= 1.0 and 0.0 <= m[f"{method}.map"] <= 1.0
+    assert "image_split.knn.p_at_5" in m and "image_split.cgan_paper.p_at_5" not in m
+    assert m["knn.p_at_5"] > m["prior.p_at_5"]  # features cluster by topic
+    table = (tmp_path / "rep" / "tag_eval_table.md").read_text()
+    assert "cgan_strong_tuned" in table and "By-image split" in table
+    assert (tmp_path / "rep" / "tag_examples.md").read_text().count("\n|") >= 5
+    assert (tmp_path / "rep" / "tag_examples.png").stat().st_size > 0
+
+    data = read_tag_data(paths["items"], paths["vocab"], paths["features"])
+    test = data.rows("test")
+    knn = Tagger.load(tmp_path / "bundle", "knn")
+    tags = knn.tag(data.features[test], top_k=10)
+    p5 = metrics.tagging_metrics([[w for w, _ in t] for t in tags], [set(data.tags[r]) for r in test], 12)[
+        "p_at_5"
+    ]
+    assert p5 == pytest.approx(m["knn.p_at_5"])  # the CLI's tagger is the evaluated one
+    cgan = Tagger.load(tmp_path / "bundle", "cgan")
+    assert cgan.method == "cgan_strong" and cgan.info["vocab_size"] == 12
+    out = cgan.tag(data.features[test[:3]], top_k=4, samples=6, seed=0)
+    assert out == cgan.tag(data.features[test[:3]], top_k=4, samples=6, seed=0) and all(
+        len(t) <= 4 for t in out
+    )
+    only = cgan.tag(data.features[test[:3]], top_k=4, samples=6, allowed={"cat", "dog"})
+    assert all(w in {"cat", "dog"} for t in only for w, _ in t)
+    with pytest.raises(UserError, match="choose one of"):
+        Tagger.load(tmp_path / "bundle", "clip")
+    with pytest.raises(UserError, match="features must be"):
+        knn.tag(np.zeros((2, 3), dtype=np.float32))
