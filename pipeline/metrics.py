@@ -85,19 +85,20 @@ def select_parzen_sigma(
     return best, curve
 
 
-def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two feature sets (N, F) and (M, F) (as in FID)."""
     a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"feature sets must be (N, F) and (M, F), got {a.shape} and {b.shape}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise both covariances
-        offset = np.eye(len(cov_a)) * eps
-        covmean = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    covmean = np.real(covmean)
-    dist = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+    # Tr sqrtm(C_a C_b) = Tr sqrt(C_a^1/2 C_b C_a^1/2): a symmetric PSD matrix, so eigh is stable even
+    # when the covariances are singular (dead ReLU features, fewer points than dimensions)
+    w, v = scipy.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = root_a @ cov_b @ root_a
+    tr_covmean = np.sqrt(np.clip(scipy.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    dist = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_covmean)
     return max(dist, 0.0)
 
 

@@ -1,0 +1,43 @@
+"""Shared generator evaluation: metric keys, real data scoring better than noise, input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.mnist_eval import evaluate_generator
+from pipeline.models.mnist import ClassifierConfig, MnistClassifier
+from tests.test_mnist_classifier import fake_mnist
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[dict[str, np.ndarray], MnistClassifier]:
+    torch.manual_seed(0)
+    return fake_mnist(n_train=256, n_eval=128), MnistClassifier(
+        config=ClassifierConfig(channels=(4, 8), hidden=8)
+    )
+
+
+def test_real_images_beat_noise(setup: tuple[dict[str, np.ndarray], MnistClassifier]) -> None:
+    data, clf = setup
+    grid = np.array([0.1, 0.2, 0.4, 0.8])
+    real = evaluate_generator(data["x_train"][:128] / 255.0, data["y_train"][:128], data, clf, grid)
+    noise = evaluate_generator(np.random.default_rng(0).random((128, 28, 28)), None, data, clf, grid)
+    assert {"parzen_ll", "parzen_se", "parzen_sigma", "fid", "fid_real_floor", "conditional_accuracy"} <= set(
+        real
+    )
+    assert "conditional_accuracy" not in noise
+    assert real["parzen_ll"] > noise["parzen_ll"] and real["fid"] < noise["fid"]
+    assert real["parzen_sigma"] in grid and real["fid_real_floor"] == noise["fid_real_floor"]
+    assert 0.0 <= real["conditional_accuracy"] <= 1.0
+
+
+def test_bad_samples_are_rejected(setup: tuple[dict[str, np.ndarray], MnistClassifier]) -> None:
+    data, clf = setup
+    with pytest.raises(ValueError, match=r"\[0, 1\].*\(x \+ 1\) / 2"):
+        evaluate_generator(np.full((4, 28, 28), -1.0), None, data, clf)
+    with pytest.raises(ValueError, match=r"\(N, 28, 28\)"):
+        evaluate_generator(np.zeros((4, 32, 32)), None, data, clf)
+    with pytest.raises(ValueError, match="sample_labels has 3 entries for 4 samples"):
+        evaluate_generator(np.zeros((4, 1, 28, 28)), np.zeros(3), data, clf)
