@@ -1,0 +1,227 @@
+"""The DVC pipeline end to end: deps match imports, real `dvc repro` on tiny params, push/pull, experiments."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+COPY_SKIP = {".git", ".venv", "data", "metrics", "plots", "reports", ".resume", ".cache", "dvc.lock",
+             "__pycache__", ".pytest_cache", ".ruff_cache", "cache", "tmp"}  # fmt: skip
+
+
+# --- static: every stage's deps list the modules it imports -----------------------------------
+
+
+def stages(root: Path = ROOT) -> dict[str, dict[str, Any]]:
+    """dvc.yaml stages with `foreach` expanded (name@item), as DVC names them."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, stage in yaml.safe_load((root / "dvc.yaml").read_text())["stages"].items():
+        if "foreach" not in stage:
+            out[name] = stage
+            continue
+        for item in stage["foreach"]:
+            text = yaml.safe_dump(stage["do"]).replace("${item}", str(item))
+            out[f"{name}@{item}"] = yaml.safe_load(text)
+    return out
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """pipeline.a.b -> pipeline/a/b.py (or the package's __init__.py); None outside the repo."""
+    base = root / Path(*name.split("."))
+    if base.with_suffix(".py").exists():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").exists():
+        return base / "__init__.py"
+    return None
+
+
+def import_closure(module: str, root: Path = ROOT) -> set[str]:
+    """Repo-relative paths of every pipeline module `module` imports, transitively (itself included)."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        path = _module_file(todo.pop(), root)
+        if path is None or str(path.relative_to(root)) in seen:
+            continue
+        seen.add(str(path.relative_to(root)))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("pipeline")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+                todo.append(node.module)
+                todo += [f"{node.module}.{a.name}" for a in node.names]  # `from pipeline import x`
+    return {p for p in seen if not p.endswith("__init__.py")}
+
+
+def stage_modules(stage: dict[str, Any]) -> set[str]:
+    """Files a stage's command imports, from its `python -m pipeline.<module>`."""
+    words = stage["cmd"].split()
+    module = words[words.index("-m") + 1]
+    return import_closure(module)
+
+
+def test_every_stage_lists_the_modules_it_imports() -> None:
+    for name, stage in stages().items():
+        missing = stage_modules(stage) - set(stage.get("deps", []))
+        assert not missing, f"dvc.yaml stage {name}: add {sorted(missing)} to deps (the stage imports them)"
+
+
+def test_stage_deps_and_params_exist() -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, stage in stages().items():
+        for dep in stage.get("deps", []):
+            if dep.startswith("pipeline/"):
+                assert (ROOT / dep).exists(), f"dvc.yaml stage {name}: dep {dep} does not exist"
+        for section in stage.get("params", []):
+            node = params
+            for part in str(section).split("."):
+                assert part in node, f"dvc.yaml stage {name}: params section {section} not in params.yaml"
+                node = node[part]
+
+
+# --- real dvc in a copy of the repository ------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+    }  # fmt: skip
+
+
+def sh(cwd: Path, *cmd: str, ok: bool = True, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run a command in the repo copy; fail with its output unless it exits as expected."""
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if ok:
+        assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def copy_repo(dst: Path) -> Path:
+    """The working tree without venv, data, caches and outputs, as a fresh git + DVC repo."""
+    shutil.copytree(ROOT, dst, ignore=lambda d, names: [n for n in names if n in COPY_SKIP])
+    for sub in ("metrics", "plots", "reports"):
+        (dst / sub).mkdir(exist_ok=True)
+    sh(dst, "git", "init", "-q")
+    sh(dst, "git", "add", "-A")
+    sh(dst, "git", "commit", "-qm", "copy")
+    return dst
+
+
+def set_params(repo: Path, updates: dict[str, dict[str, Any]]) -> None:
+    """Merge nested `updates` into the copy's params.yaml."""
+    data = yaml.safe_load((repo / "params.yaml").read_text())
+
+    def merge(node: dict[str, Any], upd: dict[str, Any]) -> None:
+        for k, v in upd.items():
+            if isinstance(v, dict) and isinstance(node.get(k), dict):
+                merge(node[k], v)
+            else:
+                node[k] = v
+
+    merge(data, updates)
+    (repo / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+TINY: dict[str, dict[str, Any]] = {
+    "runtime": {"device": "cpu", "num_threads": 1, "workers": 0},
+    "mnist_data": {"val_size": 1000},
+    "mnist_classifier": {"channels": [4, 8], "hidden": 16, "epochs": 1, "batch_size": 64, "train_limit": 256,
+                         "log_every": 1, "checkpoint_every": 0},
+}  # fmt: skip
+TARGETS = ["mnist_classifier"]  # the stages built (with their upstream) in the end-to-end test
+
+
+def changed_stages(repo: Path) -> set[str]:
+    """Stages `dvc status` reports as changed."""
+    out = sh(repo, "dvc", "status", "--json").stdout
+    return set(json.loads(out or "{}"))
+
+
+@pytest.mark.slow
+def test_dvc_repro_metrics_and_exactly_the_affected_stages_rerun(tmp_path: Path) -> None:
+    repo = copy_repo(tmp_path / "repo")
+    set_params(repo, TINY)
+    sh(repo, "dvc", "repro", *TARGETS, timeout=600)
+    built = (
+        set(json.loads(sh(repo, "dvc", "dag", "--json", *TARGETS).stdout or "{}").get("nodes", [])) or None
+    )
+    all_stages = stages(repo)
+    reproduced = {s for s in all_stages if (repo / "dvc.lock").read_text().count(f"  {s.split('@')[0]}:")}
+    assert set(TARGETS) <= reproduced, built
+    for name in reproduced:
+        for metric in all_stages[name].get("metrics", []):
+            path = repo / next(iter(metric)) if isinstance(metric, dict) else repo / metric
+            assert json.loads(path.read_text()), f"{path} is empty"
+    shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
+    assert "mnist_classifier" in shown
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny run")
+    assert changed_stages(repo) == set()
+
+    # A code change re-runs exactly the stages whose import closure holds the module.
+    for module in ("pipeline/models/mnist.py", "pipeline/readers/mnist.py", "pipeline/utils.py"):
+        with (repo / module).open("a") as f:
+            f.write("\n# touched by the test\n")
+        expected = {s for s in reproduced if module in stage_modules(all_stages[s])}
+        assert expected, module
+        assert changed_stages(repo) == expected, module
+        sh(repo, "git", "checkout", "--", module)
+    assert changed_stages(repo) == set()
+
+    # A param change re-runs only the stages that read it.
+    set_params(repo, {"mnist_classifier": {"hidden": 12}})
+    assert changed_stages(repo) == {"mnist_classifier"}
+    set_params(repo, {"runtime": {"workers": 1}})  # runtime does not change results
+    assert changed_stages(repo) == {"mnist_classifier"}
+    sh(repo, "git", "checkout", "--", "params.yaml")
+
+    # `dvc exp run -S` with a bad value fails with the params message, before any work.
+    bad = sh(repo, "dvc", "exp", "run", "-S", "mnist_classifier.epochs=0", "mnist_classifier", ok=False)
+    assert bad.returncode != 0
+    assert "error: params.yaml: mnist_classifier.epochs: must be > 0, got 0" in bad.stdout + bad.stderr
+
+    # Prepared data round-trips through a DVC remote (the default one, pointed elsewhere for the test).
+    sh(repo, "dvc", "remote", "modify", "--local", "storage", "url", str(tmp_path / "remote"))
+    sh(repo, "dvc", "push")
+    shutil.rmtree(repo / "data")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    sh(repo, "dvc", "pull")
+    assert changed_stages(repo) == set()
+
+
+@pytest.mark.slow
+def test_default_remote_and_raw_data_push_pull_round_trip(tmp_path: Path) -> None:
+    """Raw data is DVC-tracked (its .dvc file in git, the data not); push/pull restores it."""
+    repo = copy_repo(tmp_path / "repo")
+    config = sh(repo, "dvc", "remote", "list").stdout
+    assert "storage" in config and "~/.cache/tagan/dvc-remote" in config
+    raw = repo / "data" / "raw" / "photos"
+    raw.mkdir(parents=True)
+    for i in range(3):
+        (raw / f"im{i}.jpg").write_bytes(bytes([i]) * 1000)
+    sh(repo, "dvc", "add", "data/raw/photos")
+    sh(repo, "git", "add", "data/raw/photos.dvc", "data/raw/.gitignore")
+    tracked = sh(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout
+    assert "im0.jpg" not in tracked  # git never sees the data
+
+    sh(repo, "dvc", "remote", "modify", "--local", "storage", "url", str(tmp_path / "remote"))
+    sh(repo, "dvc", "push")
+    shutil.rmtree(raw)
+    shutil.rmtree(repo / ".dvc" / "cache")
+    sh(repo, "dvc", "pull")
+    assert sorted(p.name for p in raw.iterdir()) == ["im0.jpg", "im1.jpg", "im2.jpg"]
+    assert (raw / "im2.jpg").read_bytes() == bytes([2]) * 1000
