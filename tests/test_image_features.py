@@ -1,0 +1,124 @@
+"""image_features: real EfficientNet-Lite0 on tiny images: order, failures, determinism, shards == one process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline import image_features
+from pipeline.config import ParamsError, Runtime, from_dict
+from pipeline.image_features import Params, extract_features, load_features, run, shard_bounds
+from pipeline.models.backbones import Backbone, build_backbone
+from pipeline.utils import UserError
+
+SIZE = 64  # tiny network input keeps the real backbone fast
+
+
+@pytest.fixture(scope="module")
+def backbone() -> Backbone:
+    torch.set_num_threads(1)
+    return build_backbone("efficientnet_lite0", "cpu", image_size=SIZE)
+
+
+def make_images(root: Path, n: int) -> list[Path]:
+    """n small distinct images plus, at positions 2 and 5, a broken and an empty file."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        p = root / f"im{i}.png"
+        if i == 2:
+            p.write_text("not an image")
+        elif i == 5:
+            p.write_bytes(b"")
+        else:
+            Image.fromarray(rng.integers(0, 255, (40 + i, 50, 3), np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def write_items(path: Path, images: list[Path]) -> Path:
+    rows = [{"id": f"id{i}", "path": str(p), "group": "g", "tags": ["x"], "split": "train", "split_image": "train"}
+            for i, p in enumerate(images)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_backbone_shapes(backbone: Backbone) -> None:
+    x = backbone.transform(Image.new("RGB", (100, 80), (200, 10, 10)))
+    assert x.shape == (3, SIZE, SIZE)
+    assert backbone(torch.stack([x, x])).shape == (2, 1280) and backbone.dim == 1280
+
+
+def test_extract_keeps_order_reports_failures_and_is_deterministic(
+    tmp_path: Path, backbone: Backbone
+) -> None:
+    paths = make_images(tmp_path, 7)
+    kw = {"batch_size": 3, "max_side": 96}
+    a = list(extract_features(paths, backbone, workers=0, **kw))
+    assert [p for p, _, _ in a] == paths
+    assert [r is None for _, _, r in a] == [True, True, False, True, True, False, True]
+    assert "not an image" in a[2][2] and "empty" in a[5][2]
+    b = list(extract_features(iter(paths), backbone, workers=2, **kw))  # worker processes decode
+    for (_, fa, _), (_, fb, _) in zip(a, b):
+        assert (fa is None and fb is None) or np.array_equal(fa, fb)
+    assert a[0][1].shape == (1280,) and a[0][1].dtype == np.float32
+
+
+def test_shard_bounds_cover_everything_on_batch_boundaries() -> None:
+    bounds = shard_bounds(103, 4, 8)
+    assert bounds[0][0] == 0 and bounds[-1][1] == 103
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(a % 8 == 0 for a, _ in bounds)
+    assert shard_bounds(2, 4, 8)[1:] == [(2, 2)] * 3  # more shards than batches: empty shards
+
+
+def test_shards_merge_to_the_single_process_result_and_resume(tmp_path: Path, monkeypatch) -> None:
+    items = write_items(tmp_path / "items.jsonl", make_images(tmp_path / "img", 11))
+    cfg = Params(image_size=SIZE, batch_size=2, max_side=96, num_shards=1)
+    rt = Runtime(device="cpu", num_threads=1, workers=0)
+    one = run(cfg, rt, items, tmp_path / "one", tmp_path / "one.json", resume_dir=tmp_path / "r1")
+    calls = []
+    real = image_features.compute_shard
+    monkeypatch.setattr(image_features, "compute_shard", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for shard in (2, 0):  # any order; the merge waits for all three
+        run(
+            cfg,
+            rt,
+            items,
+            tmp_path / "sh",
+            tmp_path / "sh.json",
+            shard=shard,
+            num_shards=3,
+            resume_dir=tmp_path / "r2",
+        )
+    assert not (tmp_path / "sh" / "features.npz").exists()
+    run(cfg, rt, items, tmp_path / "sh", tmp_path / "sh.json", num_shards=3, resume_dir=tmp_path / "r2")
+    assert len(calls) == 3  # the last run computed only the missing shard 1, then merged
+    ids1, f1 = load_features(tmp_path / "one" / "features.npz")
+    ids3, f3 = load_features(tmp_path / "sh" / "features.npz")
+    assert list(ids1) == list(ids3) == [f"id{i}" for i in range(11) if i not in (2, 5)]
+    assert f1.shape == (9, 1280) and np.array_equal(f1, f3)
+    skipped = [json.loads(line) for line in (tmp_path / "sh" / "skipped.jsonl").read_text().splitlines()]
+    assert [s["id"] for s in skipped] == ["id2", "id5"] and all(s["reason"] and s["path"] for s in skipped)
+    assert one["images"] == 9 and one["skipped"] == 2 and one["images_per_s"] > 0
+    assert not (tmp_path / "r2").exists() or not any(
+        (tmp_path / "r2").iterdir()
+    )  # shards cleaned after merge
+
+
+def test_bad_params_and_missing_weights_fail_clearly(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(ParamsError, match="image_features.max_side"):
+        from_dict(Params, {"image_size": 224, "max_side": 100}, "image_features")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(UserError, match="not cached"):
+        build_backbone("resnet18", "cpu")
+    with pytest.raises(UserError, match="unknown backbone"):
+        build_backbone("no_such_net", "cpu")
+    with pytest.raises(UserError, match="dvc repro tags_data"):
+        run(Params(), Runtime(), tmp_path / "missing.jsonl", tmp_path / "o", tmp_path / "m.json")
