@@ -133,3 +133,37 @@ def test_bad_inputs_are_clear(tmp_path: Path) -> None:
 def test_malformed_params_name_the_key(section: dict, key: str) -> None:
     with pytest.raises(ParamsError, match=rf"^{key}"):
         config.from_dict(Params, section, "mnist_classifier")
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed at step 10 with resume files every 4 steps: the rerun resumes at 8 and ends bit-identical."""
+    import pipeline.mnist_classifier as stage
+    import pipeline.training as training
+
+    monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")
+    save_npz_deterministic(tmp_path / "mnist.npz", fake_mnist(n_train=256))
+    cfg = tiny_params(epochs=4, shift=1, checkpoint_every=4)  # 16 steps
+
+    def outputs(name: str) -> list[Path]:
+        return [tmp_path / "mnist.npz", *(tmp_path / f"{name}.{ext}" for ext in ("pt", "json", "csv"))]
+
+    run(cfg, Runtime(device="cpu", num_threads=1), *outputs("straight"))
+    real_batch_indices = stage.batch_indices
+
+    def dying(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+        if step == 10:
+            raise KeyboardInterrupt
+        return real_batch_indices(n, batch_size, step, seed)
+
+    monkeypatch.setattr(stage, "batch_indices", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, Runtime(device="cpu", num_threads=1), *outputs("resumed"))
+    assert list((tmp_path / "resume").glob("mnist_classifier-*.pt"))
+    monkeypatch.setattr(stage, "batch_indices", real_batch_indices)
+    run(cfg, Runtime(device="cpu", num_threads=1), *outputs("resumed"))
+
+    a = torch.load(tmp_path / "straight.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "straight.csv").read_text() == (tmp_path / "resumed.csv").read_text()
+    assert not list((tmp_path / "resume").glob("*.pt"))  # finished runs leave no resume file

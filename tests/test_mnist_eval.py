@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_mnist_classifier import fake_mnist  # pytest puts tests/ on sys.path
 
 from pipeline.mnist_eval import evaluate_generator
 from pipeline.models.mnist import ClassifierConfig, MnistClassifier
-from tests.test_mnist_classifier import fake_mnist
 
 
 @pytest.fixture(scope="module")
