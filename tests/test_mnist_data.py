@@ -105,6 +105,18 @@ def test_download_reuses_good_cached_files(tmp_path: Path) -> None:
         reader.download(tmp_path, urls=(), md5s=md5s)
 
 
+def test_download_fetches_checks_and_parses(tmp_path: Path) -> None:
+    """The fetch path end to end against a file:// mirror (no network): bad mirror skipped, files checked."""
+    paths = make_idx_set(tmp_path / "mirror")
+    md5s = {p.name: reader.md5sum(p) for p in paths.values()}
+    (tmp_path / "bad").mkdir()  # first mirror: one file missing, one corrupt
+    (tmp_path / "bad" / "train-labels-idx1-ubyte.gz").write_bytes(b"corrupt")
+    mirrors = ((tmp_path / "bad").as_uri() + "/", (tmp_path / "mirror").as_uri() + "/")
+    cache = reader.download(tmp_path / "cache", urls=mirrors, md5s=md5s)
+    arrays = reader.read_files({k: cache / name for k, name in reader.FILES.items()}, md5s)
+    assert arrays["x_train"].shape == (60, 28, 28) and not list(cache.glob(".*.tmp"))
+
+
 def test_split_sizes_and_determinism() -> None:
     rng = np.random.default_rng(1)
     raw = {

