@@ -1,0 +1,175 @@
+"""Conditional GANs for MNIST: the paper's MLP with maxout (Mirza & Osindero 2014) and a conv model.
+
+Both generators output logits for 28x28 images in [0, 1] (apply `torch.sigmoid`); both
+discriminators return one logit per image, conditioned on the digit by concatenation or by
+projection (Miyato & Koyama 2018: D(x, y) = psi(phi(x)) + embed(y) . phi(x)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_CLASSES = 10
+IMAGE_PIXELS = 28 * 28
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of one CGAN (stored in its checkpoint to rebuild it without the stage)."""
+
+    arch: Literal["mlp", "conv"] = "conv"
+    discriminator: Literal["concat", "projection"] = "projection"
+    z_dim: int = 64
+    noise: Literal["uniform", "normal"] = "normal"
+    g_width: int = 64  # conv: channels of G's 14x14 layer (7x7 has twice as many)
+    d_width: int = 64  # conv: channels of D's 14x14 layer (7x7 has twice as many)
+    dropout: float = 0.0  # mlp: dropout after every hidden layer of G and D (paper: 0.5)
+    spectral_norm: bool = True  # conv: spectral norm on every D layer
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sample_noise(
+    n: int, cfg: ModelConfig, generator: torch.Generator | None = None, device: Any = "cpu"
+) -> torch.Tensor:
+    """Noise z of shape (n, z_dim): U[0, 1) (the paper's unit hypercube) or N(0, 1)."""
+    if cfg.noise == "uniform":
+        return torch.rand(n, cfg.z_dim, generator=generator, device=device)
+    return torch.randn(n, cfg.z_dim, generator=generator, device=device)
+
+
+class Maxout(nn.Module):
+    """Linear layer to units x pieces, then the max over the pieces (Goodfellow et al. 2013)."""
+
+    def __init__(self, in_features: int, units: int, pieces: int) -> None:
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(in_features, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.linear(x)  # (B, units * pieces)
+        return h.view(-1, self.units, self.pieces).amax(dim=-1)  # (B, units)
+
+
+class MLPGenerator(nn.Module):
+    """Paper G: z -> 200 ReLU, one-hot y -> 1000 ReLU, joint 1200 ReLU -> 784 (sigmoid outside)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        p = cfg.dropout
+        self.z_path = nn.Sequential(nn.Linear(cfg.z_dim, 200), nn.ReLU(), nn.Dropout(p))  # (B, 200)
+        self.y_path = nn.Sequential(nn.Linear(NUM_CLASSES, 1000), nn.ReLU(), nn.Dropout(p))  # (B, 1000)
+        self.joint = nn.Sequential(
+            nn.Linear(1200, 1200), nn.ReLU(), nn.Dropout(p),  # (B, 1200)
+            nn.Linear(1200, IMAGE_PIXELS),  # (B, 784) logits
+        )  # fmt: skip
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(y, NUM_CLASSES).float()
+        h = torch.cat([self.z_path(z), self.y_path(onehot)], dim=1)  # (B, 1200)
+        return self.joint(h).view(-1, 1, 28, 28)  # (B, 1, 28, 28) logits
+
+
+class MLPDiscriminator(nn.Module):
+    """Paper D: x -> maxout 240x5, y -> maxout 50x5, joint maxout 240x4 -> 1 logit (or projection)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        p = cfg.dropout
+        self.projection = cfg.discriminator == "projection"
+        self.x_path = nn.Sequential(Maxout(IMAGE_PIXELS, 240, 5), nn.Dropout(p))  # (B, 240)
+        if self.projection:
+            self.joint = nn.Sequential(Maxout(240, 240, 4), nn.Dropout(p))  # (B, 240) = phi(x)
+            self.embed = nn.Embedding(NUM_CLASSES, 240)
+        else:
+            self.y_path = nn.Sequential(Maxout(NUM_CLASSES, 50, 5), nn.Dropout(p))  # (B, 50)
+            self.joint = nn.Sequential(Maxout(290, 240, 4), nn.Dropout(p))  # (B, 240)
+        self.out = nn.Linear(240, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        hx = self.x_path(x.reshape(-1, IMAGE_PIXELS))  # (B, 240)
+        if self.projection:
+            phi = self.joint(hx)  # (B, 240)
+            return self.out(phi).squeeze(1) + (self.embed(y) * phi).sum(1)  # (B,)
+        hy = self.y_path(F.one_hot(y, NUM_CLASSES).float())  # (B, 50)
+        return self.out(self.joint(torch.cat([hx, hy], dim=1))).squeeze(1)  # (B,)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm without affine, then a per-class scale and shift (de Vries et al. 2017)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(NUM_CLASSES, channels)
+        self.beta = nn.Embedding(NUM_CLASSES, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        g, b = self.gamma(y)[:, :, None, None], self.beta(y)[:, :, None, None]  # (B, C, 1, 1)
+        return self.bn(x) * g + b
+
+
+class ConvGenerator(nn.Module):
+    """Conv G with class-conditional batch norm: z -> 7x7 -> 14x14 -> 28x28 logits."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c = cfg.g_width
+        self.c = c
+        self.fc = nn.Linear(cfg.z_dim, 2 * c * 7 * 7)  # (B, 2c*49)
+        self.bn0 = ConditionalBatchNorm2d(2 * c)
+        self.up1 = nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False)  # (B, c, 14, 14)
+        self.bn1 = ConditionalBatchNorm2d(c)
+        self.up2 = nn.ConvTranspose2d(c, 1, 4, 2, 1)  # (B, 1, 28, 28)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(-1, 2 * self.c, 7, 7)  # (B, 2c, 7, 7)
+        h = F.relu(self.bn0(h, y))
+        h = F.relu(self.bn1(self.up1(h), y))  # (B, c, 14, 14)
+        return self.up2(h)  # (B, 1, 28, 28) logits
+
+
+class ConvDiscriminator(nn.Module):
+    """Conv D, spectrally normalised: 28x28 -> 14x14 -> 7x7 -> phi; projection or one-hot channels."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c = cfg.d_width
+        sn = nn.utils.spectral_norm if cfg.spectral_norm else (lambda m: m)
+        self.projection = cfg.discriminator == "projection"
+        in_ch = 1 if self.projection else 1 + NUM_CLASSES
+        self.phi = nn.Sequential(
+            sn(nn.Conv2d(in_ch, c, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, c, 14, 14)
+            sn(nn.Conv2d(c, 2 * c, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, 2c, 7, 7)
+            sn(nn.Conv2d(2 * c, 4 * c, 3, 2, 1)), nn.LeakyReLU(0.2),  # (B, 4c, 4, 4)
+            nn.Flatten(), sn(nn.Linear(4 * c * 16, 4 * c)), nn.LeakyReLU(0.2),  # (B, 4c)
+        )  # fmt: skip
+        self.psi = sn(nn.Linear(4 * c, 1))
+        if self.projection:
+            self.embed = sn(nn.Embedding(NUM_CLASSES, 4 * c))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = x * 2 - 1  # [0, 1] -> [-1, 1]
+        if not self.projection:  # one-hot label as 10 constant channels
+            maps = F.one_hot(y, NUM_CLASSES).float()[:, :, None, None].expand(-1, -1, 28, 28)
+            x = torch.cat([x, maps], dim=1)  # (B, 11, 28, 28)
+        phi = self.phi(x)  # (B, 4c)
+        out = self.psi(phi).squeeze(1)  # (B,)
+        if self.projection:
+            out = out + (self.embed(y) * phi).sum(1)
+        return out
+
+
+def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) for `cfg`."""
+    if cfg.arch == "mlp":
+        return MLPGenerator(cfg), MLPDiscriminator(cfg)
+    return ConvGenerator(cfg), ConvDiscriminator(cfg)

@@ -1,0 +1,180 @@
+"""MNIST CGAN: model shapes, maxout and projection maths, paper schedule, one step, seeds, stage outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import config, training, utils
+from pipeline.mnist_cgan import Params, generate, load_generator, run, schedule, train
+from pipeline.models.mnist import ClassifierConfig, MnistClassifier
+from pipeline.models.mnist_cgan import Maxout, ModelConfig, build
+from test_mnist_classifier import fake_mnist  # tests/ is on sys.path
+
+PAPER = dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform", dropout=0.5, spectral_norm=False,
+             optimizer="sgd", lr=0.1, lr_decay=1.00004, momentum=0.5, momentum_final=0.7,
+             momentum_ramp_steps=100, batch_size=100)  # fmt: skip
+
+
+def tiny(**kw: object) -> Params:
+    """A config that trains in well under a second."""
+    base = dict(g_width=8, d_width=8, batch_size=16, steps=2, eval_samples=40, select_samples=20,
+                select_val_images=16, checkpoint_every=0, log_every=1, sigma_grid=[0.1, 0.2, 0.4])  # fmt: skip
+    base.update(kw)
+    return config.from_dict(Params, base, "mnist_cgan.test")
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("disc", ["concat", "projection"])
+def test_shapes(arch: str, disc: str) -> None:
+    cfg = ModelConfig(arch=arch, discriminator=disc, z_dim=12, g_width=8, d_width=8, dropout=0.5)
+    g, d = build(cfg)
+    z, y = torch.rand(5, 12), torch.arange(5)
+    x = g(z, y)
+    assert x.shape == (5, 1, 28, 28)
+    assert d(torch.sigmoid(x), y).shape == (5,)
+
+
+def test_paper_architecture_sizes() -> None:
+    g, d = build(Params(**PAPER).model_config())
+    assert [m.out_features for m in g.modules() if isinstance(m, torch.nn.Linear)] == [200, 1000, 1200, 784]
+    maxouts = [(m.units, m.pieces) for m in d.modules() if isinstance(m, Maxout)]
+    assert maxouts == [(240, 5), (50, 5), (240, 4)]
+    assert d.out.out_features == 1
+
+
+def test_maxout_is_max_over_pieces() -> None:
+    torch.manual_seed(0)
+    m = Maxout(3, units=2, pieces=4)
+    x = torch.randn(6, 3)
+    lin = x @ m.linear.weight.T + m.linear.bias  # (6, 8): unit u's pieces are columns 4u .. 4u+3
+    expected = torch.stack([lin[:, 0:4].max(1).values, lin[:, 4:8].max(1).values], dim=1)
+    torch.testing.assert_close(m(x), expected)
+
+
+def test_projection_discriminator_is_psi_plus_embedding_dot_phi() -> None:
+    torch.manual_seed(0)
+    d = build(ModelConfig(arch="conv", discriminator="projection", d_width=4))[1].eval()
+    x, y = torch.rand(3, 1, 28, 28), torch.tensor([1, 7, 7])
+    phi = d.phi(x * 2 - 1)  # (3, 16)
+    expected = d.psi(phi).squeeze(1) + (d.embed(y) * phi).sum(1)
+    torch.testing.assert_close(d(x, y), expected)
+    # the label enters only through the inner product: swapping labels changes exactly that term
+    diff = d(x, torch.tensor([2, 2, 2])) - d(x, y)
+    torch.testing.assert_close(
+        diff, (d.embed(torch.tensor([2, 2, 2])) * phi).sum(1) - (d.embed(y) * phi).sum(1)
+    )
+
+
+def test_paper_schedule() -> None:
+    cfg = Params(**PAPER)
+    assert schedule(cfg, 0) == (0.1, 0.5)
+    lr, momentum = schedule(cfg, 50)
+    assert lr == pytest.approx(0.1 / 1.00004**50) and momentum == pytest.approx(0.6)
+    assert schedule(cfg, 10**6) == (pytest.approx(1e-6), pytest.approx(0.7))  # floor and saturation
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    mnist = fake_mnist(n_train=64, n_eval=32)
+    return torch.from_numpy(mnist["x_train"] / 255.0).float().unsqueeze(1), torch.from_numpy(
+        mnist["y_train"]
+    ).long()
+
+
+@pytest.mark.parametrize("preset", ["paper", "strong"])
+def test_one_step_changes_both_networks(preset: str, data, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
+    cfg = tiny(steps=1, **(PAPER | {"batch_size": 16} if preset == "paper" else {}))
+    utils.seed_everything(cfg.seed)
+    g0, d0 = build(cfg.model_config())
+    g, d, rows, _ = train(cfg, *data, torch.device("cpu"))
+    assert len(rows) == 1 and math.isfinite(rows[0]["d_loss"]) and math.isfinite(rows[0]["g_loss"])
+    for before, after in ((g0, g), (d0, d)):
+        changed = [
+            not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values())
+        ]
+        assert any(changed)
+
+
+def test_same_seed_same_generator(data, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
+    cfg = tiny(steps=3, ema_decay=0.9)
+    runs = [train(cfg, *data, torch.device("cpu"))[0] for _ in range(2)]
+    labels = torch.arange(10)
+    torch.testing.assert_close(
+        generate(runs[0], cfg.model_config(), labels, 5),
+        generate(runs[1], cfg.model_config(), labels, 5),
+        rtol=0,
+        atol=0,
+    )
+    other = train(dataclasses.replace(cfg, seed=1), *data, torch.device("cpu"))[0]
+    assert not torch.equal(
+        generate(other, cfg.model_config(), labels, 5), generate(runs[0], cfg.model_config(), labels, 5)
+    )
+
+
+def test_bad_params_name_the_key() -> None:
+    with pytest.raises(config.ParamsError, match="discriminator"):
+        tiny(discriminator="dot")
+    with pytest.raises(config.ParamsError, match="eval_samples"):
+        tiny(eval_samples=15)
+    with pytest.raises(config.ParamsError, match="lr_decay"):
+        tiny(lr_decay=0.5)
+
+
+def write_fixtures(root: Path) -> tuple[Path, Path]:
+    """A tiny fake MNIST npz and an untrained classifier checkpoint."""
+    mnist = fake_mnist(n_train=64, n_eval=32)
+    utils.save_npz(root / "mnist.npz", **mnist)
+    torch.manual_seed(0)
+    ccfg = ClassifierConfig(channels=(4, 8), hidden=8)
+    utils.save_checkpoint(
+        root / "clf.pt", {"model": dataclasses.asdict(ccfg)}, MnistClassifier(config=ccfg).state_dict()
+    )
+    return root / "mnist.npz", root / "clf.pt"
+
+
+@pytest.mark.parametrize("preset", ["paper", "strong"])
+def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")
+    npz, clf = write_fixtures(tmp_path)
+    extra = PAPER | {"batch_size": 16} if preset == "paper" else {"ema_decay": 0.5}
+    cfg = tiny(steps=4, select_every=2, checkpoint_every=2, **extra)
+    out = {
+        k: tmp_path / "out" / f"{k}.{ext}"
+        for k, ext in [("model", "pt"), ("metrics", "json"), ("plot", "csv"), ("png", "png")]
+    }
+    metrics = run(
+        cfg, config.Runtime(device="cpu"), npz, clf, out["model"], out["metrics"], out["plot"], out["png"]
+    )
+    assert all(p.exists() for p in out.values())
+    assert utils.read_json(out["metrics"]) == metrics
+    assert {"parzen_ll", "parzen_se", "parzen_sigma", "fid", "fid_real_floor", "conditional_accuracy"} <= set(
+        metrics
+    )
+    assert metrics["selected_step"] in (2, 4)
+    assert out["plot"].read_text().splitlines()[0].startswith("step,d_loss,g_loss")
+    from PIL import Image
+
+    assert Image.open(out["png"]).size == (10 * 30 + 2, 10 * 30 + 2)  # one row per digit, 10 columns
+    g, mcfg = load_generator(out["model"])
+    assert mcfg.arch == cfg.arch and generate(g, mcfg, torch.arange(3), 0).shape == (3, 28, 28)
+    assert not list((tmp_path / "resume").glob("*.pt"))  # resume file removed after a finished run
+
+
+def test_missing_classifier_is_a_user_error(tmp_path: Path) -> None:
+    npz, _ = write_fixtures(tmp_path)
+    with pytest.raises(utils.UserError, match="dvc repro mnist_classifier"):
+        run(
+            tiny(),
+            config.Runtime(device="cpu"),
+            npz,
+            tmp_path / "nope.pt",
+            *(tmp_path / f"o{i}" for i in range(4)),
+        )
