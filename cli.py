@@ -59,33 +59,42 @@ exit status:
 def iter_photos(paths: Iterable[Path], *, exclude: Iterable[str] = ()) -> Iterator[Path]:
     """Photos under `paths` (files as given; folders recursively, image suffixes only), each once, loop-safe."""
     patterns = list(exclude)
-    seen_files: set[tuple[int, int]] = set()
-    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = (
+        set()
+    )  # real paths: a file reached through symlinks is tagged once (hard links are distinct)
+    seen_dirs: set[tuple[int, int]] = set()  # (device, inode) of folders walked: symlink loops end here
 
     def excluded(path: Path, root: Path) -> bool:
         rel = path.relative_to(root).as_posix() if path != root else path.name
         return any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
 
-    def first_time(path: Path, seen: set[tuple[int, int]]) -> bool:
+    def first_file(path: Path) -> bool:
+        real = os.path.realpath(path)
+        if real in seen_files:
+            return False
+        seen_files.add(real)
+        return True
+
+    def first_dir(path: Path) -> bool:
         try:
             st = path.stat()
         except OSError:
-            return True  # broken link or vanished file: let the decoder report it
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
             return False
-        seen.add(key)
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            return False
+        seen_dirs.add(key)
         return True
 
     for root in paths:
         root = Path(root)
         if not root.is_dir():
-            if not excluded(root, root) and first_time(root, seen_files):
+            if not excluded(root, root) and first_file(root):
                 yield root
             continue
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
             here = Path(dirpath)
-            if not first_time(here, seen_dirs):  # a symlink loop or a folder reached twice
+            if not first_dir(here):  # a symlink loop or a folder reached twice
                 dirnames[:] = []
                 continue
             dirnames[:] = sorted(
@@ -97,7 +106,7 @@ def iter_photos(paths: Iterable[Path], *, exclude: Iterable[str] = ()) -> Iterat
                     not name.startswith(".")
                     and path.suffix.lower() in IMAGE_SUFFIXES
                     and not excluded(path, root)
-                    and first_time(path, seen_files)
+                    and first_file(path)
                 ):
                     yield path
 
@@ -378,35 +387,43 @@ def cmd_tag(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     """The `info` subcommand."""
     tagger = load_tagger(args.model, args.method)
-    info = dict(tagger.info)
-    info["model_dir"] = str(args.model)
-    info["model_id"] = model_id(args.model, args.method)
+    info = {"model_dir": str(args.model), "model_id": model_id(args.model, args.method), **tagger.info}
     if args.format == "json":
         sys.stdout.write(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
         return EXIT_OK
     out = io.StringIO()
-    for key in ("model_dir", "model_id", "dataset", "backbone", "vocabulary_size"):
+    shown = (
+        "model_dir",
+        "model_id",
+        "method",
+        "dataset",
+        "backbone",
+        "feature_dim",
+        "vocab_size",
+        "embedding_dim",
+    )
+    for key in shown:
         if key in info:
-            out.write(f"{key:16} {info[key]}\n")
-    metrics = info.get("metrics") or {}
+            out.write(f"{key:15} {info[key]}\n")
+    if info.get("aliases"):
+        out.write(f"{'aliases':15} {', '.join(f'{a} = {m}' for a, m in info['aliases'].items())}\n")
+    metrics = info.get("test_metrics") or {}
+    names = [
+        n
+        for n in ("p_at_5", "r_at_5", "f1_at_5", "p_at_10", "map", "coverage")
+        if any(n in m for m in metrics.values())
+    ]
     if metrics:
-        names = sorted({k for m in metrics.values() if isinstance(m, dict) for k in m})
-        out.write("\ntest metrics (choose with --method):\n")
-        out.write(f"  {'method':12}" + "".join(f"{n:>12}" for n in names) + "\n")
+        out.write("\ntest metrics (pick a method with --method):\n")
+        out.write(f"  {'method':20}" + "".join(f"{n:>10}" for n in names) + "\n")
         for method, m in metrics.items():
             cells = "".join(
-                f"{m.get(n, float('nan')):>12.4f}" if isinstance(m.get(n), (int, float)) else f"{'-':>12}"
-                for n in names
+                f"{m[n]:>10.4g}" if isinstance(m.get(n), (int, float)) else f"{'-':>10}" for n in names
             )
-            out.write(f"  {method:12}{cells}\n")
-    rest = {
-        k: v
-        for k, v in info.items()
-        if k not in {"model_dir", "model_id", "dataset", "backbone", "vocabulary_size", "metrics"}
-    }
-    if rest:
+            out.write(f"  {method:20}{cells}\n")
+    if info.get("params"):
         out.write("\nparams:\n")
-        for key, value in sorted(rest.items()):
+        for key, value in sorted(info["params"].items()):
             out.write(f"  {key}: {json.dumps(value, default=str)}\n")
     sys.stdout.write(out.getvalue())
     return EXIT_OK

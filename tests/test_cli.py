@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_xmp import DIGIKAM_SIDECAR, as_list, exiftool
 
 import cli
+from tests.tag_fixtures import TOPICS, make_tag_data
+from tests.test_xmp import DIGIKAM_SIDECAR, as_list, exiftool
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = [
@@ -91,6 +92,10 @@ def test_iter_photos_recursive_loop_safe_and_image_suffixes_only(photos: Path) -
     found = rel(list(cli.iter_photos([photos])), photos)
     assert sorted(found) == sorted(GOOD + list(BAD))
     assert len(found) == len(set(found))  # the loop did not repeat anything
+    os.symlink("gray.jpg", photos / "alias.jpg")  # the same file twice: once
+    os.link(photos / "gray.jpg", photos / "hardlink.jpg")  # another name of its own: a photo of its own
+    found = rel(list(cli.iter_photos([photos])), photos)
+    assert len({"alias.jpg", "gray.jpg"} & set(found)) == 1 and "hardlink.jpg" in found
 
 
 def test_iter_photos_exclude_and_explicit_files(photos: Path) -> None:
@@ -192,44 +197,44 @@ def test_help_and_usage_errors(tmp_path: Path, photos: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- a tiny real bundle
-WORDS = ["cat", "dog", "sky", "sea", "tree", "car", "house", "flower", "bird", "boat", "road", "snow"]
+WORDS = sorted({t for ts in TOPICS.values() for t in ts})
 
 
-def make_bundle(out: Path, seed: int = 0) -> Path:
-    """A tiny model bundle in the tag_eval layout (pipeline.tagging): index, CGAN generator, kNN, classifier."""
-    import torch
+def make_bundle(root: Path) -> Path:
+    """A tiny real bundle: the tagging stages' run() (tag_embeddings, tag_cgan paper preset, tag_eval) on
+    generated 1280-d features labelled with the backbone the CLI then runs (efficientnet_lite0)."""
+    from pipeline.config import Runtime
+    from pipeline.tag_cgan import Params as CGANParams
+    from pipeline.tag_cgan import run as train_cgan
+    from pipeline.tag_embeddings import Params as EmbParams
+    from pipeline.tag_embeddings import run as embed
+    from pipeline.tag_eval import Params as EvalParams
+    from pipeline.tag_eval import run as evaluate
 
-    from pipeline.models.tag_baselines import MLPConfig, TagMLP
-    from pipeline.models.tag_cgan import TagCGANConfig, build
-    from pipeline.tagging import TagIndex
-    from pipeline.utils import save_checkpoint, write_json
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    TagIndex(WORDS, rng.normal(size=(len(WORDS), 16)).astype(np.float32)).save(out / "index")
-    cfg = TagCGANConfig(feature_dim=1280, tag_dim=16, g_noise_hidden=32, g_cond_hidden=64, d_tag_hidden=8,
-                        d_cond_hidden=8, d_maxout_units=8)  # fmt: skip
-    g, _ = build(cfg)
-    save_checkpoint(out / "cgan_paper.pt", {"model": cfg.to_dict()}, {"generator": g.state_dict()})
-    clf = TagMLP(MLPConfig(feature_dim=1280, hidden=16, out_dim=len(WORDS)))
-    save_checkpoint(out / "classifier.pt", clf.cfg.to_dict(), clf.state_dict())
-    train = rng.random((40, 1280)).astype(np.float32)
-    np.savez(
-        out / "knn.npz", features=train, tags=(rng.random((40, len(WORDS))) < 0.2).astype(np.float32), k=3
+    paths = make_tag_data(root / "data", dim=1280)
+    with np.load(paths["features"]) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(paths["features"], **{**arrays, "backbone": np.array("efficientnet_lite0")})
+    runtime = Runtime(num_threads=1)
+    embed(EmbParams(dim=8, epochs=5), runtime, paths["items"], paths["vocab"], root / "emb")
+    tiny = {"noise_dim": 4, "g_noise_hidden": 8, "g_cond_hidden": 16, "d_tag_hidden": 8, "d_cond_hidden": 12,
+            "d_maxout_units": 6, "d_maxout_pieces": 2, "steps": 10, "batch_size": 8, "checkpoint_every": 0,
+            "log_every": 5}  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("pipeline.training.RESUME_DIR", root / "resume")
+        train_cgan(CGANParams(**tiny), runtime, "paper", paths["items"], paths["vocab"], paths["features"],
+                   root / "emb", root / "paper.pt", root / "paper.csv")  # fmt: skip
+    cfg = EvalParams(
+        samples=8, mlp_epochs=5, knn_k=[1, 3], tuned_neighbors=[1, 3], examples=2, image_split=False
     )
-    write_json(out / "info.json", {
-        "dataset": "cli-fixture", "backbone": "efficientnet_lite0", "feature_dim": 1280, "vocabulary_size": len(WORDS),
-        "methods": ["cgan_paper", "knn", "classifier"], "aliases": {"cgan": "cgan_paper"},
-        "decoding": {"cgan_paper": {"neighbors": 3, "weighted": False}},
-        "metrics": {"cgan_paper": {"p_at_5": 0.1}, "knn": {"p_at_5": 0.2}, "classifier": {"p_at_5": 0.3}},
-    })  # fmt: skip
-    return out
+    evaluate(cfg, runtime, paths["items"], paths["vocab"], paths["features"], root / "emb",
+             {"paper": root / "paper.pt"}, root / "tagger", root / "reports")  # fmt: skip
+    return root / "tagger"
 
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "tagger")
+    return make_bundle(tmp_path_factory.mktemp("bundle"))
 
 
 def tag_json(*args: str, photos: Path, bundle: Path) -> tuple[int, dict[str, dict], str]:
@@ -277,12 +282,12 @@ def test_tag_folder_bad_files_skipped_outputs_parse_seed_determinism(
 @pytest.mark.slow
 def test_vocab_top_k_and_other_method(tmp_path: Path, photos: Path, bundle: Path) -> None:
     vocab = tmp_path / "my_keywords.txt"
-    vocab.write_text("# my keywords\nSky\nsea\nnot-in-model\n", encoding="utf-8")
+    vocab.write_text("# my keywords\nCat\ndog\nnot-in-model\n", encoding="utf-8")
     args = ["--vocab", str(vocab), "--top-k", "1", "--method", "knn", "--format", "jsonl"]
     proc = run_cli("tag", "--model", str(bundle), *args, str(photos / "gray.jpg"), str(photos / "alpha.png"))
     assert proc.returncode == 0, proc.stderr
     recs = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert len(recs) == 2 and all(len(r["tags"]) == 1 and r["tags"][0]["tag"] in {"sky", "sea"} for r in recs)
+    assert len(recs) == 2 and all(len(r["tags"]) == 1 and r["tags"][0]["tag"] in {"cat", "dog"} for r in recs)
     assert "1 of 3 keywords are not in the model's vocabulary" in proc.stderr
 
 
@@ -290,10 +295,10 @@ def test_vocab_top_k_and_other_method(tmp_path: Path, photos: Path, bundle: Path
 def test_info_shows_model_and_metrics(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     proc = run_cli("info", "--model", str(bundle))
     assert proc.returncode == 0, proc.stderr
-    assert "cli-fixture" in proc.stdout and "p_at_5" in proc.stdout and "knn" in proc.stdout
+    assert "tags_data" in proc.stdout and "p_at_5" in proc.stdout and "knn" in proc.stdout
     assert cli.main(["info", "--model", str(bundle), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["vocabulary_size"] == len(WORDS) and data["model_id"].startswith("tagan-cgan-")
+    assert data["vocab_size"] == len(WORDS) and data["model_id"].startswith("tagan-cgan-")
 
 
 def digest(path: Path) -> str:
@@ -355,13 +360,13 @@ def test_write_xmp_merges_preserves_and_reruns_are_cached(tmp_path: Path, bundle
 
 
 @pytest.mark.slow
-def test_write_xmp_read_only_folder_fails_clearly_and_loses_nothing(tmp_path: Path) -> None:
+def test_write_xmp_read_only_folder_fails_clearly_and_loses_nothing(bundle: Path) -> None:
     import tempfile
 
     world = Path(tempfile.mkdtemp(prefix="tagan-ro-"))  # readable by the unprivileged user we may switch to
     try:
         os.chmod(world, 0o755)
-        model = make_bundle(world / "tagger")
+        model = Path(shutil.copytree(bundle, world / "tagger"))
         folder = world / "locked"
         folder.mkdir()
         Image.fromarray(_picture(seed=20)).save(folder / "a.jpg")
