@@ -7,9 +7,7 @@
 from __future__ import annotations
 
 import argparse
-import io
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +17,7 @@ import numpy as np
 from pipeline import config
 from pipeline.config import Runtime
 from pipeline.readers import mnist as reader
-from pipeline.utils import atomic_path, stage_main, write_json
+from pipeline.utils import save_npz, stage_main, write_json
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +35,6 @@ class Params:
         config.in_range("val_size", self.val_size, 1, 59000)
 
 
-def save_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez with fixed zip timestamps, so equal arrays give equal bytes (and DVC hashes)."""
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for key, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-            zf.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue())
-
-
 def run(
     cfg: Params,
     runtime: Runtime,
@@ -57,7 +46,7 @@ def run(
     source = "fashion" if dataset == "fashion" else cfg.source
     raw = reader.load_raw(source, Path(cfg.cache_dir))
     splits = reader.split_train_val(raw, cfg.val_size, cfg.seed)
-    save_npz_deterministic(Path(out_path), splits)
+    save_npz(Path(out_path), **splits)
     metrics: dict[str, Any] = {f"n_{s}": int(len(splits[f"y_{s}"])) for s in ("train", "val", "test")}
     for s in ("train", "val", "test"):
         counts = np.bincount(splits[f"y_{s}"], minlength=10)

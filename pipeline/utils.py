@@ -113,9 +113,15 @@ def write_csv(path: Path | str, rows: list[dict[str, Any]]) -> None:
 
 
 def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
-    """np.savez atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+    """np.savez atomically, with fixed zip timestamps so equal arrays give equal bytes (and DVC hashes)."""
+    import io
+    import zipfile
+
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for key, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue())
 
 
 def torch_save(path: Path | str, obj: Any) -> None:
