@@ -146,22 +146,23 @@ TARGETS = ["mnist_classifier"]  # the stages built (with their upstream) in the 
 
 
 def changed_stages(repo: Path) -> set[str]:
-    """Stages `dvc status` reports as changed."""
+    """Stages already in dvc.lock that `dvc status` reports as changed (never-run stages left out)."""
     out = sh(repo, "dvc", "status", "--json").stdout
-    return set(json.loads(out or "{}"))
+    return set(json.loads(out or "{}")) & set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
 
 
 @pytest.mark.slow
 def test_dvc_repro_metrics_and_exactly_the_affected_stages_rerun(tmp_path: Path) -> None:
-    repo = copy_repo(tmp_path / "repo")
+    check_pipeline(copy_repo(tmp_path / "repo"), tmp_path / "remote")
+
+
+def check_pipeline(repo: Path, remote: Path) -> None:
+    """Tiny repro, metrics, re-runs on code and param changes, bad -S value, push/pull (one repo, to save time)."""
     set_params(repo, TINY)
     sh(repo, "dvc", "repro", *TARGETS, timeout=600)
-    built = (
-        set(json.loads(sh(repo, "dvc", "dag", "--json", *TARGETS).stdout or "{}").get("nodes", [])) or None
-    )
     all_stages = stages(repo)
-    reproduced = {s for s in all_stages if (repo / "dvc.lock").read_text().count(f"  {s.split('@')[0]}:")}
-    assert set(TARGETS) <= reproduced, built
+    reproduced = set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
+    assert set(TARGETS) <= reproduced <= set(all_stages)
     for name in reproduced:
         for metric in all_stages[name].get("metrics", []):
             path = repo / next(iter(metric)) if isinstance(metric, dict) else repo / metric
@@ -189,18 +190,19 @@ def test_dvc_repro_metrics_and_exactly_the_affected_stages_rerun(tmp_path: Path)
     assert changed_stages(repo) == {"mnist_classifier"}
     sh(repo, "git", "checkout", "--", "params.yaml")
 
+    # Prepared data round-trips through a DVC remote (the default one, pointed elsewhere for the test).
+    sh(repo, "dvc", "remote", "modify", "--local", "storage", "url", str(remote))
+    sh(repo, "dvc", "push", "--with-deps", *TARGETS)
+    shutil.rmtree(repo / "data")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    sh(repo, "dvc", "pull", "--with-deps", *TARGETS)
+    assert changed_stages(repo) == set()
+
     # `dvc exp run -S` with a bad value fails with the params message, before any work.
     bad = sh(repo, "dvc", "exp", "run", "-S", "mnist_classifier.epochs=0", "mnist_classifier", ok=False)
     assert bad.returncode != 0
     assert "error: params.yaml: mnist_classifier.epochs: must be > 0, got 0" in bad.stdout + bad.stderr
-
-    # Prepared data round-trips through a DVC remote (the default one, pointed elsewhere for the test).
-    sh(repo, "dvc", "remote", "modify", "--local", "storage", "url", str(tmp_path / "remote"))
-    sh(repo, "dvc", "push")
-    shutil.rmtree(repo / "data")
-    shutil.rmtree(repo / ".dvc" / "cache")
-    sh(repo, "dvc", "pull")
-    assert changed_stages(repo) == set()
+    assert not (repo / ".resume").exists() or not any((repo / ".resume").iterdir())
 
 
 @pytest.mark.slow
