@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from pipeline import config
 from pipeline.config import ParamsError, Runtime
 from pipeline.mnist_classifier import Params, load_classifier, random_shift, run
-from pipeline.mnist_data import save_npz_deterministic
 from pipeline.models.mnist import ClassifierConfig, MnistClassifier, infer
-from pipeline.utils import UserError, read_json
+from pipeline.utils import UserError, read_json, save_npz
 
 
 def fake_mnist(n_train: int = 512, n_eval: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
@@ -70,7 +69,7 @@ def tiny_params(**kw: object) -> Params:
 
 
 def test_run_trains_writes_outputs_and_loads(tmp_path: Path) -> None:
-    save_npz_deterministic(tmp_path / "mnist.npz", fake_mnist())
+    save_npz(tmp_path / "mnist.npz", **fake_mnist())
     paths = [tmp_path / "mnist.npz", tmp_path / "clf.pt", tmp_path / "m.json", tmp_path / "curve.csv"]
     metrics = run(tiny_params(), Runtime(device="cpu", num_threads=1), *paths)
     assert metrics["steps"] == 16 and metrics["n_train"] == 512
@@ -89,7 +88,7 @@ def test_run_trains_writes_outputs_and_loads(tmp_path: Path) -> None:
 
 
 def test_run_is_deterministic(tmp_path: Path) -> None:
-    save_npz_deterministic(tmp_path / "mnist.npz", fake_mnist(n_train=256))
+    save_npz(tmp_path / "mnist.npz", **fake_mnist(n_train=256))
     outs = []
     for name in ("a", "b"):
         run(
@@ -105,7 +104,7 @@ def test_run_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_bad_inputs_are_clear(tmp_path: Path) -> None:
-    save_npz_deterministic(tmp_path / "mnist.npz", fake_mnist(n_train=32))
+    save_npz(tmp_path / "mnist.npz", **fake_mnist(n_train=32))
     with pytest.raises(UserError, match="fewer than batch_size 64"):
         run(
             tiny_params(),
@@ -141,7 +140,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch
     import pipeline.training as training
 
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")
-    save_npz_deterministic(tmp_path / "mnist.npz", fake_mnist(n_train=256))
+    save_npz(tmp_path / "mnist.npz", **fake_mnist(n_train=256))
     cfg = tiny_params(epochs=4, shift=1, checkpoint_every=4)  # 16 steps
 
     def outputs(name: str) -> list[Path]:

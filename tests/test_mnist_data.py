@@ -10,9 +10,9 @@ import pytest
 
 from pipeline import config
 from pipeline.config import ParamsError, Runtime
-from pipeline.mnist_data import Params, run, save_npz_deterministic
+from pipeline.mnist_data import Params, run
 from pipeline.readers import mnist as reader
-from pipeline.utils import UserError
+from pipeline.utils import UserError, save_npz
 
 
 def make_idx_set(root: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict[str, Path]:
@@ -151,7 +151,7 @@ def test_stage_run_on_real_mnist(tmp_path: Path) -> None:
 
 def test_deterministic_npz_round_trip(tmp_path: Path) -> None:
     arrays = {"a": np.arange(5), "b": np.ones((2, 2), np.uint8)}
-    save_npz_deterministic(tmp_path / "x.npz", arrays)
+    save_npz(tmp_path / "x.npz", **arrays)
     with np.load(tmp_path / "x.npz") as f:
         np.testing.assert_array_equal(f["b"], arrays["b"])
     with pytest.raises(UserError, match="lacks arrays"):
