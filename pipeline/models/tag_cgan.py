@@ -95,9 +95,13 @@ class Generator(nn.Module):
                 raise ValueError("output='vocab' needs vocab_size > 0")
             self.register_buffer("vocab_vectors", torch.zeros(cfg.vocab_size, cfg.tag_dim))  # (V, D)
 
-    def logits(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The joint layer's output: (B, tag_dim) vector or (B, V) vocabulary logits."""
-        return self.joint(torch.cat([self.noise(z), self.cond(self.norm(x))], dim=1))
+    def logits(self, z: torch.Tensor, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The joint layer's output: (B, tag_dim) vector or (B, V) vocabulary logits.
+
+        `cond` (B, g_cond_hidden), when given, is the image branch already computed (see sample()); x is then unused.
+        """
+        h = self.cond(self.norm(x)) if cond is None else cond
+        return self.joint(torch.cat([self.noise(z), h], dim=1))
 
     def forward(
         self,
@@ -105,8 +109,9 @@ class Generator(nn.Module):
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         return_logits: bool = False,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        out = self.logits(z, x)
+        out = self.logits(z, x, cond)
         if self.cfg.output == "linear":
             vec = out  # (B, D)
         else:
@@ -175,8 +180,12 @@ def sample(
     b = features.shape[0]
     x = features.repeat_interleave(samples, dim=0)  # (B*S, F)
     z = torch.randn(x.shape[0], g.cfg.noise_dim, generator=gen, device=features.device)  # (B*S, Z)
+    # In eval mode the image branch is the same for all S samples of an image: compute it once per image
+    # (most of G's work; same numbers). In train mode each sample keeps its own dropout mask.
+    h = None if g.training else g.cond(g.norm(features)).repeat_interleave(samples, dim=0)  # (B*S, H)
     out = [
-        g(z[i : i + batch_size], x[i : i + batch_size], generator=gen)
+        g(z[i : i + batch_size], x[i : i + batch_size], generator=gen,
+          cond=None if h is None else h[i : i + batch_size])
         for i in range(0, x.shape[0], batch_size)
-    ]
+    ]  # fmt: skip
     return torch.cat(out).view(b, samples, -1)
