@@ -70,10 +70,17 @@ def stage_modules(stage: dict[str, Any]) -> set[str]:
     return import_closure(module)
 
 
-def test_every_stage_lists_the_modules_it_imports() -> None:
+def test_every_stage_lists_exactly_the_modules_it_imports() -> None:
+    """Imports anywhere in a module count (function-level ones too): a stale result is worse than a re-run."""
+    problems = []
     for name, stage in stages().items():
-        missing = stage_modules(stage) - set(stage.get("deps", []))
-        assert not missing, f"dvc.yaml stage {name}: add {sorted(missing)} to deps (the stage imports them)"
+        imported, deps = stage_modules(stage), set(stage.get("deps", []))
+        code_deps = {d for d in deps if d.startswith("pipeline/") and d.endswith(".py")}
+        if imported - deps:
+            problems.append(f"{name}: add {sorted(imported - deps)} to deps (the stage imports them)")
+        if code_deps - imported:
+            problems.append(f"{name}: drop {sorted(code_deps - imported)} from deps (never imported)")
+    assert not problems, "dvc.yaml:\n" + "\n".join(problems)
 
 
 def test_stage_deps_and_params_exist() -> None:
@@ -141,8 +148,42 @@ TINY: dict[str, dict[str, Any]] = {
     "mnist_data": {"val_size": 1000},
     "mnist_classifier": {"channels": [4, 8], "hidden": 16, "epochs": 1, "batch_size": 64, "train_limit": 256,
                          "log_every": 1, "checkpoint_every": 0},
+    "tags_data": {"source": "folder", "min_count": 2, "max_per_group": 0, "fractions": [0.6, 0.2, 0.2],
+                  "split_by": "image"},
+    "image_features": {"image_size": 64, "max_side": 64, "batch_size": 16, "num_shards": 2},
+    "tag_embeddings": {"dim": 8, "window": 5, "epochs": 5},
+    "tag_cgan": {
+        preset: {"noise_dim": 4, "g_noise_hidden": 8, "g_cond_hidden": 8, "d_tag_hidden": 8, "d_cond_hidden": 8,
+                 "d_maxout_units": 8, "d_maxout_pieces": 2, "batch_size": 8, "steps": 6, "log_every": 2,
+                 "checkpoint_every": 3}
+        for preset in ("paper", "strong")
+    },
+    "tag_eval": {"samples": 4, "neighbors": 3, "top_k": 3, "tuned_neighbors": [1, 3], "knn_k": [1, 3],
+                 "mlp_hidden": 8, "mlp_epochs": 2, "zeroshot_fallback": "glove", "image_split": False,
+                 "examples": 2},
 }  # fmt: skip
-TARGETS = ["mnist_classifier"]  # the stages built (with their upstream) in the end-to-end test
+TARGETS = ["mnist_classifier", "tag_eval"]  # the stages built (with their upstream) in the end-to-end test
+COLOURS = {
+    "red": ["red", "apple", "fruit"],
+    "green": ["green", "leaf", "plant"],
+    "blue": ["blue", "sky", "sea"],
+}
+
+
+def photo_folder(root: Path) -> Path:
+    """Tiny tagged photo library: 3 colour groups x 8 JPEGs with tags.csv (tags follow the colour)."""
+    from PIL import Image
+
+    rows = ["path,tags"]
+    rgb = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 210)}
+    for colour, tags in COLOURS.items():
+        (root / colour).mkdir(parents=True)
+        for i in range(8):
+            shade = tuple(max(0, c - 12 * i) for c in rgb[colour])
+            Image.new("RGB", (48, 40), shade).save(root / colour / f"{i}.jpg")
+            rows.append(f"{colour}/{i}.jpg,{';'.join(tags[: 2 + i % 2])}")
+    (root / "tags.csv").write_text("\n".join(rows) + "\n")
+    return root
 
 
 def changed_stages(repo: Path) -> set[str]:
@@ -158,7 +199,11 @@ def test_dvc_repro_metrics_and_exactly_the_affected_stages_rerun(tmp_path: Path)
 
 def check_pipeline(repo: Path, remote: Path) -> None:
     """Tiny repro, metrics, re-runs on code and param changes, bad -S value, push/pull (one repo, to save time)."""
-    set_params(repo, TINY)
+    set_params(
+        repo,
+        {**TINY, "tags_data": {**TINY["tags_data"], "folder": str(photo_folder(remote.parent / "photos"))}},
+    )
+    sh(repo, "git", "commit", "-qam", "tiny params")
     sh(repo, "dvc", "repro", *TARGETS, timeout=600)
     all_stages = stages(repo)
     reproduced = set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
@@ -168,13 +213,18 @@ def check_pipeline(repo: Path, remote: Path) -> None:
             path = repo / next(iter(metric)) if isinstance(metric, dict) else repo / metric
             assert json.loads(path.read_text()), f"{path} is empty"
     shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
-    assert "mnist_classifier" in shown
+    assert "mnist_classifier" in shown and "tag_eval" in shown
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "tiny run")
     assert changed_stages(repo) == set()
 
     # A code change re-runs exactly the stages whose import closure holds the module.
-    for module in ("pipeline/models/mnist.py", "pipeline/readers/mnist.py", "pipeline/utils.py"):
+    for module in (
+        "pipeline/models/mnist.py",
+        "pipeline/readers/mnist.py",
+        "pipeline/tagging.py",
+        "pipeline/utils.py",
+    ):
         with (repo / module).open("a") as f:
             f.write("\n# touched by the test\n")
         expected = {s for s in reproduced if module in stage_modules(all_stages[s])}
@@ -184,10 +234,11 @@ def check_pipeline(repo: Path, remote: Path) -> None:
     assert changed_stages(repo) == set()
 
     # A param change re-runs only the stages that read it.
-    set_params(repo, {"mnist_classifier": {"hidden": 12}})
-    assert changed_stages(repo) == {"mnist_classifier"}
-    set_params(repo, {"runtime": {"workers": 1}})  # runtime does not change results
-    assert changed_stages(repo) == {"mnist_classifier"}
+    set_params(repo, {"mnist_classifier": {"hidden": 12}, "tag_cgan": {"strong": {"steps": 7}}})
+    assert changed_stages(repo) == {"mnist_classifier", "tag_cgan@strong"}
+    set_params(repo, {"runtime": {"workers": 1}})  # only stages that declare runtime may re-run
+    readers = {s for s in reproduced if {"runtime", "runtime.workers"} & set(all_stages[s].get("params", []))}
+    assert changed_stages(repo) == {"mnist_classifier", "tag_cgan@strong"} | readers
     sh(repo, "git", "checkout", "--", "params.yaml")
 
     # Prepared data round-trips through a DVC remote (the default one, pointed elsewhere for the test).
