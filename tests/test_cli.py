@@ -404,3 +404,35 @@ def test_write_xmp_read_only_folder_fails_clearly_and_loses_nothing(bundle: Path
     finally:
         os.chmod(world / "locked", 0o755)
         shutil.rmtree(world)
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_no_partial_sidecar_or_output(tmp_path: Path, bundle: Path) -> None:
+    import signal
+    import time
+
+    from pipeline.readers import xmp
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(60):
+        Image.fromarray(_picture(seed=100 + i)).save(folder / f"p{i:03d}.jpg")
+    out = tmp_path / "tags.json"
+    cmd = [sys.executable, str(ROOT / "cli.py"), "tag", "--model", str(bundle), "--write-xmp", "--output", str(out),
+           "--batch-size", "2", "--workers", "0", str(folder)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list(folder.glob("*.xmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert (
+        not out.exists() and not list(tmp_path.glob(".*")) and not list(folder.glob(".*"))
+    )  # no partial files
+    sidecars = list(folder.glob("*.xmp"))
+    assert 0 < len(sidecars) < 60
+    for sidecar in sidecars:  # each written sidecar is complete
+        assert xmp.read_keywords(sidecar) and xmp.read_model(sidecar)
