@@ -67,7 +67,7 @@ def read_tag_data(items_path: Path, vocab_path: Path, features_path: Path) -> Ta
     z = np.load(features_path, allow_pickle=False)
     fid = [str(i) for i in z["ids"]]
     feats = z["features"].astype(np.float32)
-    backbone = str(z["backbone"]) if "backbone" in z.files else "efficientnet-lite0"
+    backbone = str(z["backbone"].reshape(-1)[0]) if "backbone" in z.files else "efficientnet-lite0"
     row = {i: r for r, i in enumerate(fid)}
     vset = set(vocab)
     keep = [it for it in items if str(it["id"]) in row and any(t in vset for t in it["tags"])]
@@ -230,11 +230,9 @@ def decode_votes(
     idx = idx.reshape(b, s * k)
     scores = scores.reshape(b, s * k)
     valid = idx >= 0
-    counts = np.zeros((b, v), dtype=np.float64)
-    simsum = np.zeros((b, v), dtype=np.float64)
-    rows = np.repeat(np.arange(b), s * k).reshape(b, s * k)
-    np.add.at(counts, (rows[valid], idx[valid]), 1.0)
-    np.add.at(simsum, (rows[valid], idx[valid]), scores[valid])
+    flat_ids = (np.arange(b)[:, None] * v + idx)[valid]  # (row, word) -> row * V + word
+    counts = np.bincount(flat_ids, minlength=b * v).reshape(b, v).astype(np.float64)
+    simsum = np.bincount(flat_ids, weights=scores[valid], minlength=b * v).reshape(b, v)
     votes = simsum if weighted else counts
     total = simsum.sum(1, keepdims=True) if weighted else np.full((b, 1), float(s * k))
     share = votes / np.maximum(total, 1e-12)
@@ -335,10 +333,10 @@ class Tagger:
             self._scorer = load_model(load_checkpoint(d / "classifier.pt"))
         elif m == "knn":
             z = np.load(d / "knn.npz")
-            self._scorer = (z["features"], z["tags"].astype(np.float32), int(z["k"]))
+            self._scorer = (z["features"], z["tags"].astype(np.float32), int(z["k"].reshape(-1)[0]))
         elif m == "zeroshot":
             z = np.load(d / "zeroshot.npz")
-            self._scorer = (z["weight"], z["bias"], z["class_to_tag"], int(z["top_classes"]))
+            self._scorer = (z["weight"], z["bias"], z["class_to_tag"], int(z["top_classes"].reshape(-1)[0]))
         elif m == "prior":
             counts = read_json(d / "prior.json")
             self._scorer = np.array([counts.get(w, 0) for w in self.words], dtype=np.float64)
@@ -379,12 +377,15 @@ class Tagger:
         features: np.ndarray,
         *,
         top_k: int = 10,
-        samples: int = 100,
+        samples: int | None = None,
         seed: int = 0,
         allowed: Iterable[str] | None = None,
         neighbors: int | None = None,
     ) -> Tags:
-        """Tags for images given their features (B, F): per image a list of (word, score), best first."""
+        """Tags for images given their features (B, F): per image a list of (word, score), best first.
+
+        samples / neighbors default to the bundle's decoding for this method (chosen on val by tag_eval).
+        """
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != self.feature_dim:
             raise UserError(
@@ -397,7 +398,7 @@ class Tagger:
         if self._generator is not None:
             p = self.decode_params()
             return decode_votes(
-                self.generate(features, samples, seed),
+                self.generate(features, samples or int(p.get("samples", 100)), seed),
                 self.index,
                 top_k=top_k,
                 allowed=allowed_set,
