@@ -26,20 +26,6 @@ from typing import IO, Any
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_MODEL_DIR = Path("data/tagger")  # relative to the working directory, else to this repository
 BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR of another experiment"
-IMAGE_SUFFIXES = {
-    ".jpg",
-    ".jpeg",
-    ".jpe",
-    ".jfif",
-    ".png",
-    ".gif",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".ppm",
-    ".pgm",
-}
 # the methods a bundle holds (pipeline.tagging.METHODS; kept here so --help needs no torch import)
 METHODS = ("cgan", "knn", "classifier", "cgan_strong", "cgan_paper", "regressor", "prior", "zeroshot")
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -58,6 +44,8 @@ exit status:
 # --------------------------------------------------------------------------------------------- finding photos
 def iter_photos(paths: Iterable[Path], *, exclude: Iterable[str] = ()) -> Iterator[Path]:
     """Photos under `paths` (files as given; folders recursively, image suffixes only), each once, loop-safe."""
+    from pipeline.readers.images import IMAGE_SUFFIXES
+
     patterns = list(exclude)
     seen_files: set[str] = (
         set()
@@ -259,6 +247,9 @@ class Session:
     backbone: Any
     model_id: str
     allowed: set[str] | None = None
+    decode: dict[str, int] = field(
+        default_factory=dict
+    )  # max_side / max_pixels the features were extracted with
 
 
 def open_session(args: argparse.Namespace) -> Session:
@@ -273,7 +264,8 @@ def open_session(args: argparse.Namespace) -> Session:
     )
     kwargs = {"image_size": int(tagger.info["image_size"])} if "image_size" in tagger.info else {}
     backbone = build_backbone(name, resolve_device(args.device), **kwargs)
-    return Session(tagger, backbone, model_id(args.model, args.method), allowed)
+    decode = {k: int(tagger.info[k]) for k in ("max_side", "max_pixels") if k in tagger.info}
+    return Session(tagger, backbone, model_id(args.model, args.method), allowed, decode)
 
 
 def tag_features(session: Session, feature: Any, args: argparse.Namespace) -> list[tuple[str, float]]:
@@ -309,6 +301,7 @@ def tag_stream(args: argparse.Namespace, session: Session) -> Iterator[Record]:
             batch_size=args.batch_size,
             workers=args.workers,
             device=session.backbone.device,
+            **session.decode,
         )
         for path, feature, reason in features:
             if feature is None:
@@ -504,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=FORMATS,
         default=None,
-        help="output format (default: table on a terminal, json otherwise)",
+        help="output format (default: table on stdout, json with --output)",
     )
     tag.add_argument(
         "-o",
