@@ -120,7 +120,8 @@ def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
         for key, arr in arrays.items():
             buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            # np.asarray, not ascontiguousarray: that turns 0-d scalars into shape (1,)
+            np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
             zf.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue())
 
 
