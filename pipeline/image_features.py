@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -34,7 +35,9 @@ from pipeline.utils import (
 )
 
 log = logging.getLogger(__name__)
-RESUME_DIR = Path(".resume/image_features")
+RESUME_DIR = (
+    Path(os.environ.get("TAGAN_RESUME_DIR", ".resume")) / "image_features"
+)  # shard files, git-ignored
 
 
 @dataclass
@@ -225,7 +228,7 @@ def merge(
     ids = np.concatenate([p["ids"] for p in parts]).astype(str)
     features = np.concatenate([p["features"] for p in parts]).astype(np.float32)  # (N, F)
     skipped = [json.loads(line) for p in parts for line in p["skipped"].tolist()]
-    seconds = float(sum(float(p["seconds"]) for p in parts))  # extraction time summed over shards
+    seconds = float(sum(np.asarray(p["seconds"]).sum() for p in parts))  # extraction time summed over shards
     out_dir = Path(out_dir)
     save_npz(out_dir / "features.npz", ids=ids, features=features, backbone=np.array(backbone))
     write_text(out_dir / "skipped.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in skipped))

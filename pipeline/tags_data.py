@@ -214,6 +214,12 @@ def build(
         **_stats(rows, "split", ""),
         **_stats(rows, "split_image", "by_image_"),
     }
+    empty = [s for s in SPLITS if metrics[f"{s}_images"] == 0 and cfg.fractions[SPLITS.index(s)] > 0]
+    if empty:
+        log.warning(
+            "split %s is empty: too few %ss (%d) for the fractions; use more groups or set tags_data.split_by: image",
+            "/".join(empty), cfg.split_by, metrics["groups"] if cfg.split_by == "group" else metrics["images"],
+        )  # fmt: skip
     vocab_obj = {"tags": vocab, "train_counts": {t: train_counts[t] for t in vocab}}
     return rows, vocab_obj, metrics
 

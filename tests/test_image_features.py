@@ -122,3 +122,33 @@ def test_bad_params_and_missing_weights_fail_clearly(tmp_path: Path, monkeypatch
         build_backbone("no_such_net", "cpu")
     with pytest.raises(UserError, match="dvc repro tags_data"):
         run(Params(), Runtime(), tmp_path / "missing.jsonl", tmp_path / "o", tmp_path / "m.json")
+
+
+@pytest.mark.slow
+def test_cli_shards_in_separate_processes_then_merge(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    items = write_items(tmp_path / "items.jsonl", make_images(tmp_path / "img", 6))
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "runtime: {device: cpu, num_threads: 1, workers: 0}\n"
+        f"image_features: {{image_size: {SIZE}, batch_size: 2, max_side: 96, num_shards: 2}}\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    base = [sys.executable, "-m", "pipeline.image_features", "--items", str(items), "--out", str(tmp_path / "f"),
+            "--metrics", str(tmp_path / "m.json"), "--params", str(params)]  # fmt: skip
+    env = {"TAGAN_RESUME_DIR": str(tmp_path / "resume"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+
+    def cli(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            base + list(extra), cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert cli("--shard", "1", "--num-shards", "2").returncode == 0
+    assert not (tmp_path / "f" / "features.npz").exists()
+    assert cli("--shard", "0", "--num-shards", "2").returncode == 0  # the last shard merges
+    ids, feats = load_features(tmp_path / "f" / "features.npz")
+    assert list(ids) == ["id0", "id1", "id3", "id4"] and feats.shape == (4, 1280)
+    bad = cli("--shard", "5", "--num-shards", "2")
+    assert bad.returncode == 2 and "--shard must be in [0, 1]" in bad.stderr
