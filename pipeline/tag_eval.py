@@ -298,6 +298,7 @@ def examples_grid(
     user: list[list[str]],
     generated: list[list[str]],
     out: Path,
+    label: str = "gan",
     cell: int = 224,
     cols: int = 4,
 ) -> None:
@@ -322,7 +323,7 @@ def examples_grid(
         except Exception as e:  # a missing image leaves its cell blank
             log.warning("examples grid: cannot read %s (%s)", path, e)
         draw.text((x + 3, y + cell + 2), ("user: " + ", ".join(user[i][:4]))[:38], fill=(90, 90, 90))
-        draw.text((x + 3, y + cell + 16), ("gan: " + ", ".join(generated[i][:4]))[:38], fill=(0, 0, 160))
+        draw.text((x + 3, y + cell + 16), (f"{label}: " + ", ".join(generated[i][:4]))[:38], fill=(0, 0, 160))
         draw.text((x + 3, y + cell + 30), ", ".join(generated[i][4:7])[:38], fill=(0, 0, 160))
     out.parent.mkdir(parents=True, exist_ok=True)
     from pipeline.utils import atomic_path
@@ -530,6 +531,7 @@ def write_reports(
         [data.tags[test[i]] for i in pick],
         [[w for w, _ in preds[gan][i]] for i in pick],
         out / "tag_examples.png",
+        label=gan.replace("_tuned", ""),
     )
 
 
