@@ -48,6 +48,7 @@ class Params:
     momentum_final: float = 0.7  # ... rising linearly to this (paper 0.7) ...
     momentum_ramp_steps: int = 1  # ... over this many steps
     betas: tuple[float, float] = (0.5, 0.999)  # adam
+    max_norm: float = 0.0  # cap on each unit's incoming weight norm after every step (pylearn2's max_col_norm; 0 = off)
     batch_size: int = 64
     steps: int = 3000
     ema_decay: float = 0.0  # exponential moving average of G's weights (0 = off)
@@ -66,6 +67,7 @@ class Params:
         config.in_range("momentum", self.momentum, 0.0, 1.0)
         config.in_range("momentum_final", self.momentum_final, 0.0, 1.0)
         config.in_range("ema_decay", self.ema_decay, 0.0, 0.99999)
+        config.check(self.max_norm >= 0, "max_norm", f"must be >= 0 (0 = off), got {self.max_norm}")
         config.check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
         config.check(
             self.lr_decay >= 1.0, "lr_decay", f"must be >= 1 (a per-step divisor), got {self.lr_decay}"
@@ -137,6 +139,14 @@ def make_optimizer(cfg: Params, params: Any) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+
+
+@torch.no_grad()
+def apply_max_norm(module: nn.Module, max_norm: float) -> None:
+    """Rescale every Linear unit's incoming weight vector to norm <= max_norm (pylearn2's max_col_norm)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            m.weight.copy_(torch.renorm(m.weight, p=2, dim=0, maxnorm=max_norm))
 
 
 @torch.no_grad()
@@ -251,12 +261,16 @@ def train(
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
+        if cfg.max_norm:
+            apply_max_norm(d, cfg.max_norm)
 
         d_fake = d_ddp(fake, y)
         g_loss = g_loss_fn(cfg.loss, d_fake)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        if cfg.max_norm:
+            apply_max_norm(g, cfg.max_norm)
         if ema is not None:
             ema_update(ema, g, cfg.ema_decay)
 
@@ -274,7 +288,7 @@ def train(
             score = select_fn(sampler) if info.is_main else 0.0
             score = training.mean_across_ranks(score, info) * info.world_size  # rank 0's value everywhere
             log.info("step %d: validation Parzen LL %.1f", done, score)
-            if score > best["score"]:
+            if math.isfinite(score) and score > best["score"]:
                 best = {"score": score, "step": done, "state": copy.deepcopy(sampler.state_dict())}
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
             extra = {"rows": rows, "best": best, "train_seconds": elapsed + time.perf_counter() - t0}

@@ -6,15 +6,14 @@ import dataclasses
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from test_mnist_classifier import fake_mnist  # tests/ is on sys.path
 
 from pipeline import config, training, utils
 from pipeline.mnist_cgan import Params, generate, load_generator, run, schedule, train
 from pipeline.models.mnist import ClassifierConfig, MnistClassifier
 from pipeline.models.mnist_cgan import Maxout, ModelConfig, build
-from test_mnist_classifier import fake_mnist  # tests/ is on sys.path
 
 PAPER = dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform", dropout=0.5, spectral_norm=False,
              optimizer="sgd", lr=0.1, lr_decay=1.00004, momentum=0.5, momentum_final=0.7,
