@@ -101,8 +101,13 @@ def extract_features(
     device: torch.device | str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
-    """Yield (path, (dim,) float32 feature, None) or (path, None, reason) per path, in input order."""
-    del device  # the backbone carries its device
+    """Yield (path, (dim,) float32 feature, None) or (path, None, reason) per path, in input order.
+
+    Workers decode (load_image + backbone.transform) while the main process runs the network; at most
+    about (workers * 2 + 1) batches are in memory at once. `device` is accepted for symmetry: the
+    backbone already lives on its device.
+    """
+    del device
     paths = [Path(p) for p in paths]
     if not paths:
         return
@@ -115,6 +120,7 @@ def extract_features(
         worker_init_fn=_worker_init if workers else None,
         prefetch_factor=2 if workers else None,
         persistent_workers=False,
+        pin_memory=backbone.device.type == "cuda",
     )
     for indices, images, reasons in loader:
         feats = backbone(images).numpy() if images is not None else None  # (B_ok, dim)
