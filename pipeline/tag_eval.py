@@ -156,7 +156,7 @@ def fit_mlp(kind: str, data: TagData, train: np.ndarray, index: TagIndex, cfg: P
 
 def imagenet_head(backbone: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The backbone's ImageNet classifier (weight (1000, F), bias (1000,)) read from its offline weights file."""
-    if backbone != "efficientnet-lite0":
+    if backbone.replace("_", "-") != "efficientnet-lite0":
         log.warning(
             "zero-shot baseline needs the ImageNet head of %s; only efficientnet-lite0 is wired", backbone
         )

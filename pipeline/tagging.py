@@ -48,7 +48,7 @@ class TagData:
     paths: list[str]
     vocab: list[str]
     train_counts: dict[str, int]
-    backbone: str = "efficientnet-lite0"
+    backbone: str = "efficientnet_lite0"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rows(self, name: str, column: str = "split") -> np.ndarray:
@@ -67,7 +67,7 @@ def read_tag_data(items_path: Path, vocab_path: Path, features_path: Path) -> Ta
     z = np.load(features_path, allow_pickle=False)
     fid = [str(i) for i in z["ids"]]
     feats = z["features"].astype(np.float32)
-    backbone = str(z["backbone"].reshape(-1)[0]) if "backbone" in z.files else "efficientnet-lite0"
+    backbone = str(z["backbone"].reshape(-1)[0]) if "backbone" in z.files else "efficientnet_lite0"
     row = {i: r for r, i in enumerate(fid)}
     vset = set(vocab)
     keep = [it for it in items if str(it["id"]) in row and any(t in vset for t in it["tags"])]
