@@ -48,7 +48,9 @@ class Params:
     momentum_final: float = 0.7  # ... rising linearly to this (paper 0.7) ...
     momentum_ramp_steps: int = 1  # ... over this many steps
     betas: tuple[float, float] = (0.5, 0.999)  # adam
-    max_norm: float = 0.0  # cap on each unit's incoming weight norm after every step (pylearn2's max_col_norm; 0 = off)
+    max_norm: float = (
+        0.0  # cap on each unit's incoming weight norm after every step (pylearn2's max_col_norm; 0 = off)
+    )
     batch_size: int = 64
     steps: int = 3000
     ema_decay: float = 0.0  # exponential moving average of G's weights (0 = off)
@@ -243,6 +245,7 @@ def train(
     best = extra.get("best", {"score": -math.inf, "step": -1, "state": None})
     resumed_seconds = elapsed = float(extra.get("train_seconds", 0.0))
     n = len(x_train)
+    diverged_at = 0
     t0 = time.perf_counter()
 
     for step in utils.progress(range(start, cfg.steps), desc=name, total=cfg.steps - start):
@@ -275,6 +278,12 @@ def train(
             ema_update(ema, g, cfg.ema_decay)
 
         done = step + 1
+        if not math.isfinite(
+            d_loss.item() + g_loss.item()
+        ):  # NaN gradients are all-reduced: every rank sees it
+            log.warning("training diverged at step %d (non-finite loss); keeping the selected model", done)
+            diverged_at = done
+            break
         if cfg.log_every and (done % cfg.log_every == 0 or done == cfg.steps):
             rows.append({
                 "step": done,
@@ -296,6 +305,11 @@ def train(
 
     elapsed += time.perf_counter() - t0
     final = ema if ema is not None else g
+    if diverged_at and best["state"] is None:
+        raise utils.UserError(
+            f"{name}: training diverged at step {diverged_at} before any model selection; "
+            "lower lr, set max_norm, or set select_every below the divergence step"
+        )
     if best["state"] is not None:
         final = copy.deepcopy(final)
         final.load_state_dict(best["state"])
@@ -304,6 +318,7 @@ def train(
         "train_seconds": elapsed,
         "steps_per_second": (cfg.steps - start) / max(elapsed - resumed_seconds, 1e-9),
         "selected_step": best["step"] if best["state"] is not None else cfg.steps,
+        "diverged_at_step": diverged_at,
         "selected_val_parzen": best["score"] if best["state"] is not None else float("nan"),
         "checkpointer": ckpt,
     }
@@ -379,11 +394,13 @@ def run(
         metrics.update({
             "steps": cfg.steps,
             "selected_step": result["selected_step"],
-            "selected_val_parzen": round(result["selected_val_parzen"], 3),
+            "diverged_at_step": result["diverged_at_step"],
             "train_seconds": round(result["train_seconds"], 1),
             "steps_per_second": round(result["steps_per_second"], 3),
             "eval_total_seconds": round(time.perf_counter() - t0, 1),
         })  # fmt: skip
+        if math.isfinite(result["selected_val_parzen"]):
+            metrics["selected_val_parzen"] = round(result["selected_val_parzen"], 3)
         utils.write_json(metrics_out, metrics)
     ckpt.finish()
     return metrics

@@ -177,3 +177,14 @@ def test_missing_classifier_is_a_user_error(tmp_path: Path) -> None:
             tmp_path / "nope.pt",
             *(tmp_path / f"o{i}" for i in range(4)),
         )
+
+
+def test_max_norm_caps_every_unit() -> None:
+    from pipeline.mnist_cgan import apply_max_norm
+
+    torch.manual_seed(0)
+    g, d = build(Params(**PAPER).model_config())
+    apply_max_norm(d, 1.9365)
+    for m in d.modules():
+        if isinstance(m, torch.nn.Linear):
+            assert m.weight.norm(dim=1).max() <= 1.9365 + 1e-5
