@@ -6,7 +6,7 @@
 Photos are 640x480 JPEGs generated in a temp dir from scikit-learn's sample photos (random crops, flips,
 colour jitter, noise). Throughput covers decode, features, GAN samples, FAISS decoding and output; the two
 loops run side by side in one process over the same photos. Memory runs the real CLI in a subprocess and
-samples the RSS of its whole process tree (main + decoding workers). Run it alone on the machine.
+samples the main process's RSS and the PSS of its whole process tree (main + decoding workers). Run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ def peak_memory(model: Path, folder: Path, count: int, unique: list[Path], worke
         while proc.poll() is None:
             try:
                 main = proc.memory_info().rss
-                tree = main + sum(c.memory_info().rss for c in proc.children(recursive=True))
+                procs = [proc, *proc.children(recursive=True)]  # forked workers share pages: sum PSS, not RSS
+                tree = sum(p.memory_full_info().pss for p in procs)
             except psutil.Error:
                 continue
             peak["main"], peak["tree"] = max(peak["main"], main), max(peak["tree"], tree)
@@ -224,7 +225,7 @@ def main() -> None:
     for count, m in mem.items():
         print(
             f"| `tagan tag` subprocess, {count} photos | {m['photos']} | {m['per_s']:.1f} | peak RSS "
-            f"{m['main_mib']:.0f} MiB main, {m['tree_mib']:.0f} MiB with workers; wall {m['wall_s']:.0f} s |"
+            f"main RSS {m['main_mib']:.0f} MiB, PSS of main + workers {m['tree_mib']:.0f} MiB; wall {m['wall_s']:.0f} s |"
         )
 
 
