@@ -224,7 +224,7 @@ def main() -> None:
     )
     for count, m in mem.items():
         print(
-            f"| `tagan tag` subprocess, {count} photos | {m['photos']} | {m['per_s']:.1f} | peak RSS "
+            f"| `tagan tag` subprocess, {count} photos | {m['photos']} | {m['per_s']:.1f} | peak "
             f"main RSS {m['main_mib']:.0f} MiB, PSS of main + workers {m['tree_mib']:.0f} MiB; wall {m['wall_s']:.0f} s |"
         )
 
