@@ -529,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-score",
         type=_score,
         default=0.0,
-        help="drop tags whose score (vote share, 0-1) is below this (default: 0)",
+        help="drop tags scoring below this (cgan: vote share; knn, classifier: their 0-1 score; default: 0)",
     )
     tag.add_argument(
         "--samples", type=_positive_int, default=100, help="GAN samples per photo, cgan only (default: 100)"
