@@ -245,3 +245,48 @@ def test_torchrun_two_ranks_stay_in_sync_resume_and_only_rank0_writes(tmp_path: 
     assert stderr.count("resumed from") == 2
     assert _digests(stdout) == digests
     assert not (crashed / "resume_rank1").exists()
+
+
+@pytest.mark.slow
+def test_real_mnist_cgan_stage_killed_and_restarted_ends_bit_identical(tmp_path: Path) -> None:
+    """The real `python -m pipeline.mnist_cgan` on a tiny config: kill -9 after its first resume save."""
+    import yaml
+    from test_mnist_cgan import write_fixtures  # tests/ is on sys.path
+
+    npz, clf = write_fixtures(tmp_path)
+    tiny = dict(g_width=8, d_width=8, batch_size=16, steps=60, eval_samples=40, select_every=0, select_samples=20,
+                select_val_images=16, checkpoint_every=10, log_every=5, ema_decay=0.5, sigma_grid=[0.1, 0.2])  # fmt: skip
+    procs = {}
+    for name in ("straight", "killed"):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        params = {"runtime": {"device": "cpu", "num_threads": 1}, "mnist_cgan": {"strong": tiny}}
+        (run_dir / "params.yaml").write_text(yaml.safe_dump(params))
+        cmd = [sys.executable, "-m", "pipeline.mnist_cgan", "--preset", "strong", "--data", str(npz),
+               "--classifier", str(clf), "--model", "model.pt", "--metrics", "m.json", "--plot", "loss.csv",
+               "--samples", "grid.png"]  # fmt: skip
+        procs[name] = (cmd, subprocess.Popen(cmd, cwd=run_dir, env=_env(), stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, text=True))  # fmt: skip
+    cmd, killed = procs["killed"]
+    resume = tmp_path / "killed" / ".resume"
+    deadline = time.monotonic() + 120
+    while not list(resume.glob("*.pt")):  # the first periodic save landed (atomically: only whole files)
+        assert killed.poll() is None and time.monotonic() < deadline, "stage ended before its first save"
+        time.sleep(0.002)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    (saved,) = resume.glob("*.pt")
+    step = torch.load(saved, weights_only=True)["step"]
+    assert 10 <= step < 60 and not (tmp_path / "killed" / "model.pt").exists()
+
+    _, straight = procs["straight"]
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()[-2000:]  # type: ignore[union-attr]
+    again = subprocess.run(
+        cmd, cwd=tmp_path / "killed", env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from" in again.stderr
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(resume.glob("*.pt"))  # finished: resume file removed
