@@ -6,13 +6,16 @@ The naive loop decodes each file at full size (no draft / reduced decode), trans
 network on a batch of one in NCHW with torch.no_grad, in one process. The fast path is
 `image_features.extract_features`: DataLoader workers decode at reduced size, batches in channels_last
 under inference_mode. Both see the same images; rounds alternate (naive, fast, naive, fast, ...) so that
-load from other processes hits both alike. Prints images/s of each and the ratio (median over rounds).
+load from other processes hits both alike. Prints images/s of each and the ratio (median over rounds),
+plus CPU seconds per image of the whole process tree (workers included), which a shared machine
+disturbs less than wall time: 2 / (CPU s per image) estimates images/s on 2 dedicated cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import statistics
 import sys
 import time
@@ -29,6 +32,12 @@ from pipeline.tags_data import read_items  # noqa: E402
 from pipeline.utils import setup_logging  # noqa: E402
 
 log = logging.getLogger("bench_features")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its reaped children (DataLoader workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def naive(paths: list[Path], backbone, max_pixels: int) -> float:
@@ -74,17 +83,25 @@ def main() -> None:
     backbone = build_backbone("efficientnet_lite0", "cpu", image_size=args.image_size)
     naive(paths[:4], backbone, args.max_pixels)  # warm-up: allocator, oneDNN primitives
     results: dict[str, list[float]] = {"naive": [], "fast": []}
+    cpu: dict[str, list[float]] = {"naive": [], "fast": []}  # CPU seconds per image
     for r in range(args.rounds):
+        c0 = cpu_seconds()
         results["naive"].append(naive(paths, backbone, args.max_pixels))
+        c1 = cpu_seconds()
         results["fast"].append(
             fast(paths, backbone, args.batch_size, args.workers, args.max_side, args.max_pixels)
         )
+        cpu["naive"].append((c1 - c0) / len(paths))
+        cpu["fast"].append((cpu_seconds() - c1) / len(paths))
         log.info("round %d: naive %.1f img/s, fast %.1f img/s", r, results["naive"][-1], results["fast"][-1])
     n, f = statistics.median(results["naive"]), statistics.median(results["fast"])
     print(f"images: {len(paths)}  torch threads: {torch.get_num_threads()}  workers: {args.workers}")
     print(f"naive one-at-a-time: {n:.1f} images/s")
     print(f"fast (stage):        {f:.1f} images/s")
     print(f"speed-up:            {f / n:.2f}x")
+    cn, cf = statistics.median(cpu["naive"]), statistics.median(cpu["fast"])
+    print(f"CPU s/image (all processes): naive {cn:.4f}, fast {cf:.4f} ({cn / cf:.2f}x less CPU)")
+    print(f"estimate on 2 dedicated cores: naive {2 / cn:.1f} images/s, fast {2 / cf:.1f} images/s")
 
 
 if __name__ == "__main__":
