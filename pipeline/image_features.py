@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -45,7 +45,10 @@ class Params:
     """params.yaml `image_features`: backbone, input size, batching, decoding limits and shard count."""
 
     backbone: str = "efficientnet_lite0"  # or a torchvision model (resnet50, ...) with locally cached weights
-    image_size: int = 224  # network input side (centre crop)
+    image_size: int = 224  # network input side
+    fit: Literal["crop", "pad"] = (
+        "crop"  # crop: ImageNet centre crop; pad: whole image padded square on white
+    )
     batch_size: int = 32
     max_side: int = (
         320  # images are decoded (JPEG draft) and shrunk to at most this side before the transform
@@ -144,7 +147,9 @@ def shard_bounds(n: int, num_shards: int, batch_size: int) -> list[tuple[int, in
 def _run_key(cfg: Params, ids: list[str], paths: list[str]) -> str:
     """Hash of everything that determines the features (params that matter + the image list)."""
     h = hashlib.sha256(
-        json.dumps([cfg.backbone, cfg.image_size, cfg.batch_size, cfg.max_side, cfg.max_pixels]).encode()
+        json.dumps(
+            [cfg.backbone, cfg.image_size, cfg.fit, cfg.batch_size, cfg.max_side, cfg.max_pixels]
+        ).encode()
     )
     for i, p in zip(ids, paths):
         h.update(f"{i}\0{p}\n".encode())
@@ -203,7 +208,9 @@ def run(
     t0 = time.perf_counter()
     computed = {"images": 0, "skipped": 0, "seconds": 0.0}
     if todo:
-        backbone = build_backbone(cfg.backbone, resolve_device(runtime.device), image_size=cfg.image_size)
+        backbone = build_backbone(
+            cfg.backbone, resolve_device(runtime.device), image_size=cfg.image_size, fit=cfg.fit
+        )
         for s in todo:
             a, b = bounds[s]
             log.info("shard %d/%d: images %d..%d", s, num_shards, a, b)

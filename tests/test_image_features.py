@@ -55,6 +55,14 @@ def test_backbone_shapes(backbone: Backbone) -> None:
     assert backbone(torch.stack([x, x])).shape == (2, 1280) and backbone.dim == 1280
 
 
+def test_pad_fit_keeps_the_whole_image_on_white() -> None:
+    from pipeline.models.backbones import _pil_transform
+
+    x = _pil_transform(SIZE, [0.5] * 3, [0.5] * 3, "pad")(Image.new("RGB", (100, 50), (0, 0, 0)))
+    assert x.shape == (3, SIZE, SIZE)
+    assert torch.allclose(x[:, 0, 0], torch.ones(3)) and torch.allclose(x[:, SIZE // 2, 0], -torch.ones(3))
+
+
 def test_extract_keeps_order_reports_failures_and_is_deterministic(
     tmp_path: Path, backbone: Backbone
 ) -> None:

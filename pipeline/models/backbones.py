@@ -61,16 +61,32 @@ class _Flatten(nn.Module):
         return self.model(x).flatten(1)
 
 
-def _pil_transform(image_size: int, mean: list[float], std: list[float]) -> T.Compose:
-    """Resize the short side to image_size * 256/224, centre-crop image_size, normalise."""
-    return T.Compose(
-        [
+class _PadSquare:
+    """Pad a PIL image to a square on white (keeps a whole drawing in view instead of cropping its edges)."""
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        w, h = image.size
+        if w == h:
+            return image
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side), (255, 255, 255))
+        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+        return canvas
+
+
+def _pil_transform(image_size: int, mean: list[float], std: list[float], fit: str = "crop") -> T.Compose:
+    """crop: short side to image_size * 256/224, centre crop; pad: pad to square on white, resize."""
+    if fit == "pad":
+        resize = [
+            _PadSquare(),
+            T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BILINEAR),
+        ]
+    else:
+        resize = [
             T.Resize(round(image_size * 256 / 224), interpolation=T.InterpolationMode.BILINEAR),
             T.CenterCrop(image_size),
-            T.ToTensor(),
-            T.Normalize(mean, std),
         ]
-    )
+    return T.Compose([*resize, T.ToTensor(), T.Normalize(mean, std)])
 
 
 def _fuse_lite_bn(model: nn.Module) -> nn.Module:
@@ -127,7 +143,9 @@ def _torchvision(name: str) -> tuple[nn.Module, list[float], list[float]]:
     return _Flatten(model), list(meta.mean), list(meta.std)
 
 
-def build_backbone(name: str, device: torch.device | str = "cpu", *, image_size: int = 224) -> Backbone:
+def build_backbone(
+    name: str, device: torch.device | str = "cpu", *, image_size: int = 224, fit: str = "crop"
+) -> Backbone:
     """Build a frozen, eval-mode, channels_last backbone by name (efficientnet_lite0 or a torchvision model)."""
     device = torch.device(device)
     if name == "efficientnet_lite0":
@@ -139,4 +157,4 @@ def build_backbone(name: str, device: torch.device | str = "cpu", *, image_size:
         probe = torch.zeros(1, 3, image_size, image_size, device=device)
         dim = int(net(probe.contiguous(memory_format=torch.channels_last)).shape[1])
     log.info("backbone %s: %d-d features at %d px on %s", name, dim, image_size, device)
-    return Backbone(name, dim, image_size, _pil_transform(image_size, mean, std), net, device)
+    return Backbone(name, dim, image_size, _pil_transform(image_size, mean, std, fit), net, device)
