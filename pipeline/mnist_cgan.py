@@ -274,8 +274,8 @@ def train(
         opt_g.step()
         if cfg.max_norm:
             apply_max_norm(g, cfg.max_norm)
-        if ema is not None:
-            ema_update(ema, g, cfg.ema_decay)
+        if ema is not None:  # warm-up so that the random initial weights fade out early
+            ema_update(ema, g, min(cfg.ema_decay, (1 + step) / (10 + step)))
 
         done = step + 1
         if not math.isfinite(
