@@ -270,9 +270,12 @@ def load_stage(cls: type[T], dotted: str, path: Path = PARAMS_FILE) -> tuple[T, 
 if __name__ == "__main__":  # python -m pipeline.config: validate the whole params.yaml
     import sys
 
+    # Use the importable module, not this __main__ copy: the stages' Params raise its ParamsError.
+    from pipeline import config as _config
+
     try:
-        validate_all()
-    except ParamsError as e:
+        _config.validate_all()
+    except _config.ParamsError as e:
         print(f"error: params.yaml: {e}", file=sys.stderr)
         sys.exit(2)
     print("params.yaml: ok")
