@@ -276,7 +276,9 @@ def run(
             cfg.eval_samples, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 12345)
         )
         samples = to_unit_28(generate(g, z))  # (N, 28, 28) in [0, 1]
-        z_grid = torch.randn(100, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 7))  # fixed noise
+        z_grid = torch.randn(
+            100, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 7)
+        )  # fixed noise
         write_grid_png(samples_png, to_unit_28(generate(g, z_grid)).reshape(10, 10, 28, 28))
         write_walk_png(walk_png, g, cfg.z_dim, cfg.walk_rows, cfg.walk_steps, cfg.seed + 777)
 
