@@ -260,21 +260,26 @@ def check_pipeline(repo: Path, remote: Path) -> None:
 def test_default_remote_and_raw_data_push_pull_round_trip(tmp_path: Path) -> None:
     """Raw data is DVC-tracked (its .dvc file in git, the data not); push/pull restores it."""
     repo = copy_repo(tmp_path / "repo")
-    config = sh(repo, "dvc", "remote", "list").stdout
-    assert "storage" in config and "~/.cache/tagan/dvc-remote" in config
+    assert "url = ~/.cache/tagan/dvc-remote" in (repo / ".dvc" / "config").read_text()  # committed default
+    listed = sh(repo, "dvc", "remote", "list").stdout
+    assert (
+        "storage" in listed
+        and str(Path.home() / ".cache/tagan/dvc-remote") in listed
+        and "(default)" in listed
+    )
     raw = repo / "data" / "raw" / "photos"
     raw.mkdir(parents=True)
     for i in range(3):
         (raw / f"im{i}.jpg").write_bytes(bytes([i]) * 1000)
     sh(repo, "dvc", "add", "data/raw/photos")
-    sh(repo, "git", "add", "data/raw/photos.dvc", "data/raw/.gitignore")
+    sh(repo, "git", "add", "data/raw/photos.dvc")  # the data itself stays git-ignored
     tracked = sh(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout
     assert "im0.jpg" not in tracked  # git never sees the data
 
     sh(repo, "dvc", "remote", "modify", "--local", "storage", "url", str(tmp_path / "remote"))
-    sh(repo, "dvc", "push")
+    sh(repo, "dvc", "push", "data/raw/photos.dvc")
     shutil.rmtree(raw)
     shutil.rmtree(repo / ".dvc" / "cache")
-    sh(repo, "dvc", "pull")
+    sh(repo, "dvc", "pull", "data/raw/photos.dvc")
     assert sorted(p.name for p in raw.iterdir()) == ["im0.jpg", "im1.jpg", "im2.jpg"]
     assert (raw / "im2.jpg").read_bytes() == bytes([2]) * 1000
