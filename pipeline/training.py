@@ -77,7 +77,7 @@ def wrap(module: nn.Module, info: DistInfo) -> nn.Module:
     if not info.enabled:
         return module
     device_ids = [module_device(module).index] if module_device(module).type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=True)
+    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)  # buffers synced from rank 0
 
 
 def unwrap(module: nn.Module) -> nn.Module:
