@@ -43,7 +43,9 @@ class Params:
     svm_labels_per_class: int = (
         100  # labelled training images per digit for the SVM (paper protocol: 1000 total)
     )
-    svm_c_grid: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0])  # C by 5-fold CV on them
+    svm_c_grid: list[float] = field(
+        default_factory=lambda: [0.0001, 0.0003, 0.001, 0.003, 0.01]
+    )  # C by 5-fold CV on them
     feature_grid: int = 4  # D's conv features max-pooled to grid x grid
     eval_samples: int = 10000
     sigma_grid: list[float] = field(default_factory=lambda: [0.08, 0.1, 0.12, 0.14, 0.17, 0.2, 0.25, 0.3])
