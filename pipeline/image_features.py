@@ -22,7 +22,7 @@ from pipeline import config
 from pipeline.config import Runtime, check, positive
 from pipeline.models.backbones import Backbone, build_backbone
 from pipeline.readers.images import DEFAULT_MAX_PIXELS, ImageError, load_image
-from pipeline.tags_data import read_items
+from pipeline.readers.items import read_items
 from pipeline.utils import (
     UserError,
     progress,

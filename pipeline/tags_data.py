@@ -240,14 +240,6 @@ def run(cfg: Params, runtime: Runtime, out_dir: Path, metrics_path: Path) -> dic
     return metrics
 
 
-def read_items(path: Path) -> list[dict[str, Any]]:
-    """Rows of an items.jsonl written by this stage."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} not found; run `dvc repro tags_data` first")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def main() -> None:
     """Entry point: python -m pipeline.tags_data --out data/tags --metrics metrics/tags_data.json."""
     ap = argparse.ArgumentParser(description=__doc__)

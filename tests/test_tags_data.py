@@ -10,7 +10,8 @@ from PIL import Image
 
 from pipeline.config import ParamsError, Runtime, from_dict
 from pipeline.readers.images import TaggedImage
-from pipeline.tags_data import Params, build, cap_groups, clean_tags, read_items, run, split_by_group
+from pipeline.readers.items import read_items
+from pipeline.tags_data import Params, build, cap_groups, clean_tags, run, split_by_group
 
 
 def collection(n_groups: int = 20, per_group: int = 10) -> list[TaggedImage]:
