@@ -11,16 +11,16 @@ import logging
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import config, training
+from pipeline import config, metrics, training
 from pipeline.config import Runtime
 from pipeline.models.tag_cgan import TagCGANConfig, build, sample
-from pipeline.tagging import TagData, TagIndex, read_tag_data
+from pipeline.tagging import TagData, TagIndex, decode_votes, read_tag_data
 from pipeline.utils import (
     UserError,
     progress,
@@ -63,6 +63,8 @@ class Params:
     momentum: float = 0.5  # SGD momentum, or Adam beta1
     mismatch: float = 0.0  # weight of (real tag, wrong image) pairs shown to D as fake (matching-aware D)
     aux_weight: float = 0.0  # vocab head only: cross-entropy of the real tag under G's vocabulary softmax
+    select_every: int = 0  # score val P@5 every N steps and keep the best generator (0 = keep the last)
+    select_samples: int = 100  # generated vectors per val image when selecting (1 nearest word each)
     batch_size: int = 100
     steps: int = 3000
     log_every: int = 50
@@ -96,6 +98,8 @@ class Params:
             "aux_weight",
             "needs output: vocab (the auxiliary loss is on G's vocabulary softmax)",
         )
+        config.check(self.select_every >= 0, "select_every", f"must be >= 0, got {self.select_every}")
+        config.positive("select_samples", self.select_samples)
         config.check(
             self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}"
         )
@@ -149,6 +153,21 @@ def sample_hit_rate(
     return float(np.mean(hits))
 
 
+def val_p_at_5(g: torch.nn.Module, data: TagData, index: TagIndex, samples: int, seed: int = 0) -> float:
+    """Val P@5 of G with `samples` generated vectors per image, each voting for its nearest word."""
+    rows = data.rows("val")
+    if rows.size == 0:
+        return float("nan")
+    was_training = g.training
+    g.eval()
+    device = next(g.parameters()).device
+    gen = sample(g, torch.from_numpy(data.features[rows]).to(device), samples, seed)  # (B, S, D)
+    g.train(was_training)
+    tags = decode_votes(gen, index, neighbors=1, top_k=5)
+    predicted = [[w for w, _ in row] for row in tags]
+    return metrics.tagging_metrics(predicted, [set(data.tags[r]) for r in rows], len(index))["p_at_5"]
+
+
 def run(
     cfg: Params,
     runtime: Runtime,
@@ -197,6 +216,7 @@ def run(
     objects = {"g": g, "d": d, "opt_g": opt_g, "opt_d": opt_d}
     start, extra = ckpt.load(objects)
     curve: list[dict[str, float]] = list(extra.get("curve", []))
+    best: dict[str, Any] = extra.get("best", {"val_p_at_5": -1.0, "step": 0})  # model selection on val
     rows_t, tags_t = torch.from_numpy(rows).to(device), torch.from_numpy(tag_ids).to(device)
     n = len(rows)
     acc = {"d_loss": 0.0, "g_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
@@ -239,10 +259,24 @@ def run(
             }
             curve.append(row)
             acc = dict.fromkeys(acc, 0.0)
-        ckpt.maybe_save(step + 1, objects, {"curve": curve})
+        if cfg.select_every and (step + 1) % cfg.select_every == 0 and info.is_main:
+            p5 = val_p_at_5(g, data, index, cfg.select_samples)
+            log.info("step %d: val P@5 %.4f (best %.4f)", step + 1, p5, best["val_p_at_5"])
+            if p5 > best["val_p_at_5"]:
+                best = {
+                    "val_p_at_5": p5,
+                    "step": step + 1,
+                    "generator": {k: v.detach().cpu().clone() for k, v in g.state_dict().items()},
+                    "discriminator": {k: v.detach().cpu().clone() for k, v in d.state_dict().items()},
+                }
+        ckpt.maybe_save(step + 1, objects, {"curve": curve, "best": best})
 
     g.eval()
-    metrics: dict[str, float] = {}
+    if "generator" in best:  # the selected step's weights, not the last step's
+        g.load_state_dict(best["generator"])
+        d.load_state_dict(best["discriminator"])
+        log.info("kept step %d (val P@5 %.4f)", best["step"], best["val_p_at_5"])
+    result: dict[str, float] = {}
     if info.is_main:
         save_checkpoint(
             model_path,
@@ -251,17 +285,19 @@ def run(
         )
         write_csv(plot_path, curve)
         last = curve[-1] if curve else {}
-        metrics = {
+        result = {
             "pairs": n,
             "steps": cfg.steps,
             "final_d_loss": last.get("d_loss", float("nan")),
             "final_g_loss": last.get("g_loss", float("nan")),
             "val_sample_hit": sample_hit_rate(g.cpu(), data, index, "val"),
+            "selected_step": best["step"] if "generator" in best else cfg.steps,
+            "selected_val_p_at_5": best["val_p_at_5"] if "generator" in best else float("nan"),
             "seconds": time.perf_counter() - t0,
         }
-        log.info("tag_cgan %s: %s", preset, metrics)
+        log.info("tag_cgan %s: %s", preset, result)
     ckpt.finish()
-    return metrics
+    return result
 
 
 def main() -> None:
@@ -276,7 +312,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, help="default metrics/tag_cgan_<preset>.json")
     args = parser.parse_args()
     cfg, runtime = config.load_stage(Params, f"tag_cgan.{args.preset}")
-    metrics = run(
+    result = run(
         cfg,
         runtime,
         args.preset,
@@ -287,8 +323,8 @@ def main() -> None:
         args.model or Path(f"data/models/tag_cgan_{args.preset}.pt"),
         args.plot or Path(f"plots/tag_cgan_{args.preset}_loss.csv"),
     )
-    if metrics:  # rank 0 only
-        write_json(args.metrics or Path(f"metrics/tag_cgan_{args.preset}.json"), metrics)
+    if result:  # rank 0 only
+        write_json(args.metrics or Path(f"metrics/tag_cgan_{args.preset}.json"), result)
 
 
 if __name__ == "__main__":

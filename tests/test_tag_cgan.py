@@ -9,9 +9,10 @@ import torch
 
 from pipeline.config import ParamsError, Runtime, from_dict
 from pipeline.models.tag_cgan import Maxout, TagCGANConfig, build, load_generator, sample
-from pipeline.tag_cgan import Params, run
+from pipeline.tag_cgan import Params, run, val_p_at_5
 from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
+from pipeline.tagging import TagIndex, read_tag_data
 from pipeline.utils import load_checkpoint
 from tests.tag_fixtures import make_tag_data
 
@@ -124,3 +125,15 @@ def test_seed_determinism_and_strong_options(tiny_data, tmp_path, monkeypatch):
     sa, sb, sc = (load_checkpoint(tmp_path / f"{n}.pt")["state_dict"]["generator"] for n in "abc")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_model_selection_keeps_the_best_val_step(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.training.RESUME_DIR", tmp_path / "resume")
+    kw = dict(output="vocab", aux_weight=1.0, optimizer="adam", lr_g=1e-2, lr_d=1e-3, select_samples=5)
+    m = tiny_run(tiny_data, "sel", tmp_path, select_every=2, **kw)
+    assert m["selected_step"] in (2, 4, 6) and 0.0 <= m["selected_val_p_at_5"] <= 1.0
+    g = load_generator(load_checkpoint(tmp_path / "sel.pt"))
+    assert val_p_at_5(g, read_tag_data(*(tiny_data[k] for k in ("items", "vocab", "features"))),
+                      TagIndex.load(tiny_data["emb"]), 5) == pytest.approx(m["selected_val_p_at_5"])  # fmt: skip
+    plain = tiny_run(tiny_data, "last", tmp_path, **kw)
+    assert plain["selected_step"] == 6
