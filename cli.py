@@ -205,7 +205,7 @@ def load_tagger(model_dir: Path, method: str) -> Any:
 
     if not Path(model_dir).is_dir() or not any(Path(model_dir).iterdir()):
         raise UserError(f"no trained model in {model_dir}; {BUILD_HINT}")
-    from pipeline.tagging import Tagger
+    from pipeline.tagger import Tagger
 
     try:
         return Tagger.load(Path(model_dir), method)

@@ -12,7 +12,8 @@ from pipeline.tag_cgan import run as train_cgan
 from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
 from pipeline.tag_eval import Params, class_to_tag_matrix, run
-from pipeline.tagging import Tagger, read_tag_data
+from pipeline.tagger import Tagger
+from pipeline.tagging import read_tag_data
 from pipeline.utils import UserError
 from tests.tag_fixtures import make_tag_data
 
