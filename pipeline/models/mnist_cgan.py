@@ -117,51 +117,65 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.bn(x) * g + b
 
 
+def init_dcgan(module: nn.Module) -> None:
+    """N(0, 0.02) conv/linear weights, zero biases (Radford et al. 2016)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 class ConvGenerator(nn.Module):
-    """Conv G with class-conditional batch norm: z -> 7x7 -> 14x14 -> 28x28 logits."""
+    """DCGAN-style conv G conditioned twice: label embedding joined to z, class-conditional batch norm."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c = cfg.g_width
-        self.c = c
-        self.fc = nn.Linear(cfg.z_dim, 2 * c * 7 * 7)  # (B, 2c*49)
-        self.bn0 = ConditionalBatchNorm2d(2 * c)
-        self.up1 = nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False)  # (B, c, 14, 14)
-        self.bn1 = ConditionalBatchNorm2d(c)
-        self.up2 = nn.ConvTranspose2d(c, 1, 4, 2, 1)  # (B, 1, 28, 28)
+        self.embed = nn.Embedding(NUM_CLASSES, cfg.z_dim)
+        self.up0 = nn.ConvTranspose2d(2 * cfg.z_dim, 4 * c, 7, 1, 0, bias=False)  # (B, 4c, 7, 7)
+        self.bn0 = ConditionalBatchNorm2d(4 * c)
+        self.up1 = nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1, bias=False)  # (B, 2c, 14, 14)
+        self.bn1 = ConditionalBatchNorm2d(2 * c)
+        self.up2 = nn.ConvTranspose2d(2 * c, 1, 4, 2, 1)  # (B, 1, 28, 28)
+        self.apply(init_dcgan)
+        nn.init.normal_(self.embed.weight, 0.0, 1.0)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.fc(z).view(-1, 2 * self.c, 7, 7)  # (B, 2c, 7, 7)
-        h = F.relu(self.bn0(h, y))
-        h = F.relu(self.bn1(self.up1(h), y))  # (B, c, 14, 14)
+        h = torch.cat([z, self.embed(y)], dim=1)[:, :, None, None]  # (B, 2z, 1, 1)
+        h = F.relu(self.bn0(self.up0(h), y))  # (B, 4c, 7, 7)
+        h = F.relu(self.bn1(self.up1(h), y))  # (B, 2c, 14, 14)
         return self.up2(h)  # (B, 1, 28, 28) logits
 
 
 class ConvDiscriminator(nn.Module):
-    """Conv D, spectrally normalised: 28x28 -> 14x14 -> 7x7 -> phi; projection or one-hot channels."""
+    """DCGAN-style conv D: 28x28 -> 14x14 -> 7x7 -> 4x4 features phi; projection or one-hot channels."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c = cfg.d_width
         sn = nn.utils.spectral_norm if cfg.spectral_norm else (lambda m: m)
+        norm = (lambda ch: nn.Identity()) if cfg.spectral_norm else nn.BatchNorm2d
         self.projection = cfg.discriminator == "projection"
         in_ch = 1 if self.projection else 1 + NUM_CLASSES
         self.phi = nn.Sequential(
             sn(nn.Conv2d(in_ch, c, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, c, 14, 14)
-            sn(nn.Conv2d(c, 2 * c, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, 2c, 7, 7)
-            sn(nn.Conv2d(2 * c, 4 * c, 3, 2, 1)), nn.LeakyReLU(0.2),  # (B, 4c, 4, 4)
-            nn.Flatten(), sn(nn.Linear(4 * c * 16, 4 * c)), nn.LeakyReLU(0.2),  # (B, 4c)
+            sn(nn.Conv2d(c, 2 * c, 4, 2, 1)), norm(2 * c), nn.LeakyReLU(0.2),  # (B, 2c, 7, 7)
+            sn(nn.Conv2d(2 * c, 4 * c, 3, 2, 1)), norm(4 * c), nn.LeakyReLU(0.2),  # (B, 4c, 4, 4)
+            nn.Flatten(),  # (B, 64c)
         )  # fmt: skip
-        self.psi = sn(nn.Linear(4 * c, 1))
+        self.psi = sn(nn.Linear(4 * c * 16, 1))
         if self.projection:
-            self.embed = sn(nn.Embedding(NUM_CLASSES, 4 * c))
+            self.embed = sn(nn.Embedding(NUM_CLASSES, 4 * c * 16))
+        self.apply(init_dcgan)
+        if self.projection:  # small like the other weights: a N(0, 1) embedding swamps psi at the start
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = x * 2 - 1  # [0, 1] -> [-1, 1]
         if not self.projection:  # one-hot label as 10 constant channels
             maps = F.one_hot(y, NUM_CLASSES).float()[:, :, None, None].expand(-1, -1, 28, 28)
             x = torch.cat([x, maps], dim=1)  # (B, 11, 28, 28)
-        phi = self.phi(x)  # (B, 4c)
+        phi = self.phi(x)  # (B, 64c)
         out = self.psi(phi).squeeze(1)  # (B,)
         if self.projection:
             out = out + (self.embed(y) * phi).sum(1)

@@ -1,0 +1,64 @@
+"""Print the README's results tables (markdown) from the committed metrics/*.json of the last dvc repro."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+METRICS = Path(__file__).resolve().parents[1] / "metrics"
+
+
+def load(name: str) -> dict:
+    path = METRICS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def fmt(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def mnist_table() -> str:
+    rows = [
+        "| model | Parzen LL (nats) | conditional accuracy | Frechet distance (real floor) | train s | selected step |",
+        "|---|---|---|---|---|---|",
+        "| GAN (Goodfellow et al. 2014, paper) | 225 ± 2 | - | - | - | - |",
+        "| CGAN (Mirza & Osindero 2014, paper) | 132 ± 1.8 | - | - | - | - |",
+    ]
+    for preset in ("paper", "strong"):
+        m = load(f"mnist_cgan_{preset}")
+        if m:
+            rows.append(
+                f"| tagan CGAN `{preset}` | {fmt(m.get('parzen_ll'))} ± {fmt(m.get('parzen_se'))} "
+                f"(σ={fmt(m.get('parzen_sigma'), '.2f')}) | {fmt(m.get('conditional_accuracy'), '.3f')} | "
+                f"{fmt(m.get('fid'), '.2f')} ({fmt(m.get('fid_real_floor'), '.2f')}) | "
+                f"{fmt(m.get('train_seconds'), '.0f')} | {m.get('selected_step', '-')} |"
+            )
+    m = load("dcgan")
+    if m:
+        rows.append(
+            f"| tagan DCGAN (unconditional) | {fmt(m.get('parzen_ll'))} ± {fmt(m.get('parzen_se'))} | - | "
+            f"{fmt(m.get('fid'), '.2f')} ({fmt(m.get('fid_real_floor'), '.2f')}) | "
+            f"{fmt(m.get('train_seconds'), '.0f')} | - |"
+        )
+    return "\n".join(rows)
+
+
+def dcgan_table() -> str:
+    m = load("dcgan")
+    rows = ["| features (linear L2-SVM, 1000 labels) | test accuracy |", "|---|---|"]
+    for key, label in (
+        ("svm_dcgan", "DCGAN discriminator, max-pooled 4x4 (trained)"),
+        ("svm_random_d", "same discriminator, random init (baseline)"),
+        ("svm_raw_pixels", "raw pixels (baseline)"),
+    ):
+        rows.append(f"| {label} | {fmt(m.get(f'{key}_accuracy'), '.4f')} |")
+    return "\n".join(rows)
+
+
+def classifier_line() -> str:
+    m = load("mnist_classifier")
+    return f"MNIST judge classifier: test accuracy {fmt(m.get('test_accuracy'), '.4f')}"
+
+
+if __name__ == "__main__":
+    print(mnist_table(), "", dcgan_table(), "", classifier_line(), sep="\n")
