@@ -7,6 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
+# a tag CGAN small enough for one-second tests (TagCGANConfig / tag_cgan.Params fields)
+TINY_TAG_CGAN = dict(
+    noise_dim=4,
+    g_noise_hidden=8,
+    g_cond_hidden=16,
+    d_tag_hidden=8,
+    d_cond_hidden=12,
+    d_maxout_units=6,
+    d_maxout_pieces=2,
+)
+
 TOPICS = {
     "animals": ["cat", "dog", "pet"],
     "food": ["fruit", "apple", "lemon"],

@@ -14,17 +14,9 @@ from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
 from pipeline.tagging import TagIndex, read_tag_data
 from pipeline.utils import load_checkpoint
-from tests.tag_fixtures import make_tag_data
+from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data
 
-TINY = dict(
-    noise_dim=4,
-    g_noise_hidden=8,
-    g_cond_hidden=16,
-    d_tag_hidden=8,
-    d_cond_hidden=12,
-    d_maxout_units=6,
-    d_maxout_pieces=2,
-)
+TINY = TINY_TAG_CGAN
 
 
 @pytest.mark.parametrize("discriminator", ["concat", "projection"])

@@ -15,7 +15,7 @@ from pipeline.tag_eval import Params, class_to_tag_matrix, run
 from pipeline.tagger import Tagger
 from pipeline.tagging import read_tag_data
 from pipeline.utils import UserError
-from tests.tag_fixtures import make_tag_data
+from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data
 
 
 def test_precision_recall_f1_at_k_known_answers():
@@ -62,13 +62,7 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
     paths = make_tag_data(tmp_path / "data")
     embed(EmbParams(dim=8, epochs=5), Runtime(), paths["items"], paths["vocab"], tmp_path / "emb")
     tiny = dict(
-        noise_dim=4,
-        g_noise_hidden=8,
-        g_cond_hidden=16,
-        d_tag_hidden=8,
-        d_cond_hidden=12,
-        d_maxout_units=6,
-        d_maxout_pieces=2,
+        **TINY_TAG_CGAN,
         steps=10,
         batch_size=8,
         checkpoint_every=0,
