@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline import config, training, utils
-from pipeline.mnist_cgan import write_grid_png
 from pipeline.mnist_classifier import load_classifier
 from pipeline.mnist_eval import evaluate_generator
 from pipeline.models.dcgan import Discriminator, ModelConfig, build
@@ -46,6 +45,7 @@ class Params:
     svm_c_grid: list[float] = field(
         default_factory=lambda: [0.0001, 0.0003, 0.001, 0.003, 0.01]
     )  # C by 5-fold CV on them
+    svm_scaling: Literal["none", "standard"] = "none"  # standard: z-score every feature before the SVM
     feature_grid: int = 4  # D's conv features max-pooled to grid x grid
     eval_samples: int = 10000
     sigma_grid: list[float] = field(default_factory=lambda: [0.08, 0.1, 0.12, 0.14, 0.17, 0.2, 0.25, 0.3])
@@ -146,16 +146,20 @@ def svm_accuracy(
     test_y: np.ndarray,
     c_grid: list[float],
     seed: int,
+    scaling: str = "none",
 ) -> tuple[float, float]:
-    """Linear L2-SVM (squared hinge) on standardised features, C by 5-fold CV on the training set: (test acc, C)."""
+    """Linear L2-SVM (squared hinge), C by 5-fold CV on the training set: (test accuracy, C).
+
+    scaling "standard" z-scores every feature first; "none" keeps the features as they are (with a few
+    thousand features and 1000 images, z-scoring blows up near-dead features into noise).
+    """
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    model = make_pipeline(
-        StandardScaler(), LinearSVC(loss="squared_hinge", dual="auto", max_iter=5000, random_state=seed)
-    )
+    svm = LinearSVC(loss="squared_hinge", dual="auto", max_iter=5000, random_state=seed)
+    model = make_pipeline(StandardScaler() if scaling == "standard" else "passthrough", svm)
     folds = StratifiedKFold(n_splits=min(5, int(np.bincount(train_y).min())), shuffle=True, random_state=seed)
     search = GridSearchCV(model, {"linearsvc__C": list(c_grid)}, cv=folds, n_jobs=1)
     import warnings
@@ -176,7 +180,7 @@ def write_walk_png(path: Path, g: nn.Module, z_dim: int, rows: int, steps: int, 
     t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
     z = (ends[:, :1] * (1 - t) + ends[:, 1:] * t).reshape(-1, z_dim)  # (rows * steps, z)
     images = to_unit_28(generate(g, z))  # (rows * steps, 28, 28)
-    write_grid_png(path, images.reshape(rows, steps, 28, 28))
+    utils.write_grid_png(path, images.reshape(rows, steps, 28, 28))
 
 
 def train(
@@ -253,10 +257,7 @@ def run(
     walk_png: Path,
 ) -> dict[str, Any]:
     """Train the DCGAN, write checkpoint/plots/PNGs, evaluate (SVM on D features + baselines, Parzen, FID)."""
-    utils.set_threads(runtime.num_threads)
-    base_device = utils.resolve_device(runtime.device)
-    info = training.init_distributed(base_device)
-    device = training.distributed_device(base_device, info)
+    device, info = training.setup(runtime)
     mnist = load_npz(data)
     if cfg.dataset == "mnist" and not classifier.exists():
         raise utils.UserError(f"{classifier} not found; build it with `dvc repro mnist_classifier`")
@@ -281,7 +282,7 @@ def run(
         z_grid = torch.randn(
             100, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 7)
         )  # fixed noise
-        write_grid_png(samples_png, to_unit_28(generate(g, z_grid)).reshape(10, 10, 28, 28))
+        utils.write_grid_png(samples_png, to_unit_28(generate(g, z_grid)).reshape(10, 10, 28, 28))
         write_walk_png(walk_png, g, cfg.z_dim, cfg.walk_rows, cfg.walk_steps, cfg.seed + 777)
 
         metrics.update(svm_metrics(cfg, d, mnist, device))
@@ -320,7 +321,9 @@ def svm_metrics(
     }
     for name, featurize in candidates.items():
         t0 = time.perf_counter()
-        acc, c = svm_accuracy(featurize(x_lab), y_lab, featurize(x_test), y_test, cfg.svm_c_grid, cfg.seed)
+        acc, c = svm_accuracy(
+            featurize(x_lab), y_lab, featurize(x_test), y_test, cfg.svm_c_grid, cfg.seed, cfg.svm_scaling
+        )
         out[f"{name}_accuracy"] = round(acc, 5)
         out[f"{name}_c"] = c
         log.info("%s: test accuracy %.4f (C=%g, %.1fs)", name, acc, c, time.perf_counter() - t0)

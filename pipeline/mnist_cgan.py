@@ -190,23 +190,7 @@ def save_digit_grid(path: Path, g: nn.Module, mcfg: ModelConfig, seed: int, colu
     """PNG with one row per digit (0-9) and `columns` fixed noise vectors (the paper's Figure 2)."""
     labels = torch.arange(10).repeat_interleave(columns)  # (10 * columns,)
     images = generate(g, mcfg, labels, seed)  # (10 * columns, 28, 28)
-    write_grid_png(path, images.view(10, columns, 28, 28).numpy())
-
-
-def write_grid_png(path: Path, grid: np.ndarray, pad: int = 2) -> None:
-    """Write images (rows, cols, H, W) in [0, 1] as one grey PNG with `pad` pixel gaps."""
-    from PIL import Image
-
-    rows, cols, h, w = grid.shape
-    canvas = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad), dtype=np.float32)
-    for r in range(rows):
-        for c in range(cols):
-            canvas[
-                pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w
-            ] = grid[r, c]
-    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8), mode="L")
-    with utils.atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    utils.write_grid_png(path, images.view(10, columns, 28, 28).numpy())
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -360,10 +344,7 @@ def run(
     from pipeline.mnist_eval import evaluate_generator
     from pipeline.readers.mnist import load_npz
 
-    utils.set_threads(runtime.num_threads)
-    base_device = utils.resolve_device(runtime.device)
-    info = training.init_distributed(base_device)
-    device = training.distributed_device(base_device, info)
+    device, info = training.setup(runtime)
     mnist = load_npz(data)
     if not classifier.exists():
         raise utils.UserError(f"{classifier} not found; build it with `dvc repro mnist_classifier`")

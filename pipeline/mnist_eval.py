@@ -90,6 +90,17 @@ def evaluate_generator(
         if len(labels) != n:
             raise ValueError(f"sample_labels has {len(labels)} entries for {n} samples")
         metrics["conditional_accuracy"] = round(float((logits_gen.argmax(1) == labels).mean()), 5)
+        # mode collapse within a class shows here: per-pixel std over one digit's samples, beside real digits
+        metrics["within_class_std"] = round(within_class_std(x, labels), 4)
+        metrics["within_class_std_real"] = round(
+            within_class_std(mnist["x_test"] / 255.0, mnist["y_test"]), 4
+        )
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
     log.info("evaluation: %s", metrics)
     return metrics
+
+
+def within_class_std(images: np.ndarray, labels: np.ndarray) -> float:
+    """Per-pixel standard deviation over the images of each label, averaged over pixels and labels."""
+    x = np.asarray(images, dtype=np.float32).reshape(len(images), -1)  # (N, 784)
+    return float(np.mean([x[labels == k].std(0).mean() for k in np.unique(labels)]))

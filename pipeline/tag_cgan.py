@@ -24,10 +24,8 @@ from pipeline.tagging import TagData, TagIndex, decode_votes, read_tag_data
 from pipeline.utils import (
     UserError,
     progress,
-    resolve_device,
     save_checkpoint,
     seed_everything,
-    set_threads,
     stage_main,
     write_csv,
     write_json,
@@ -181,10 +179,7 @@ def run(
 ) -> dict[str, float]:
     """Train G and D; write the generator+discriminator checkpoint (config inside) and the loss curve."""
     t0 = time.perf_counter()
-    set_threads(runtime.num_threads)
-    device = resolve_device(runtime.device)
-    info = training.init_distributed(device)
-    device = training.distributed_device(device, info)
+    device, info = training.setup(runtime)
     seed_everything(cfg.seed + info.rank)
 
     data = read_tag_data(items_path, vocab_path, features_path)

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pipeline.utils import torch_save
+from pipeline.utils import resolve_device, set_threads, torch_save
 
 log = logging.getLogger(__name__)
 RESUME_DIR = Path(os.environ.get("TAGAN_RESUME_DIR", ".resume"))
@@ -70,6 +70,14 @@ def distributed_device(device: torch.device, info: DistInfo) -> torch.device:
     if device.type == "cuda" and info.enabled:
         return torch.device("cuda", info.local_rank)
     return device
+
+
+def setup(runtime: Any) -> tuple[torch.device, DistInfo]:
+    """A training stage's start: torch threads, the device (`runtime.device`), torchrun when launched by it."""
+    set_threads(runtime.num_threads)
+    base = resolve_device(runtime.device)
+    info = init_distributed(base)
+    return distributed_device(base, info), info
 
 
 def wrap(module: nn.Module, info: DistInfo) -> nn.Module:

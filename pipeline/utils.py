@@ -85,8 +85,20 @@ def write_text(path: Path | str, text: str) -> None:
 
 
 def write_json(path: Path | str, obj: Any) -> None:
-    """Write JSON atomically (sorted keys, indented, trailing newline)."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Write standard JSON atomically (sorted keys, indented, trailing newline); NaN and inf become null."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+def _finite(o: Any) -> Any:
+    """`o` with every non-finite float (NaN, inf; also NumPy scalars) replaced by None, recursively."""
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, (float, np.floating)) and not np.isfinite(o):
+        return None
+    return o
 
 
 def _json_default(o: Any) -> Any:
@@ -183,3 +195,19 @@ def stage_main(fn: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print("interrupted; outputs written so far are complete, partial files were removed", file=sys.stderr)
         sys.exit(130)
+
+
+def write_grid_png(path: Path, grid: np.ndarray, pad: int = 2) -> None:
+    """Write images (rows, cols, H, W) in [0, 1] as one grey PNG with `pad` pixel gaps."""
+    from PIL import Image
+
+    rows, cols, h, w = grid.shape
+    canvas = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad), dtype=np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            canvas[
+                pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w
+            ] = grid[r, c]
+    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8), mode="L")
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

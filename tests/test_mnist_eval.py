@@ -41,3 +41,14 @@ def test_bad_samples_are_rejected(setup: tuple[dict[str, np.ndarray], MnistClass
         evaluate_generator(np.zeros((4, 32, 32)), None, data, clf)
     with pytest.raises(ValueError, match="sample_labels has 3 entries for 4 samples"):
         evaluate_generator(np.zeros((4, 1, 28, 28)), np.zeros(3), data, clf)
+
+
+def test_within_class_std_exposes_mode_collapse(setup: tuple[dict[str, np.ndarray], MnistClassifier]) -> None:
+    data, clf = setup
+    x, y = data["x_train"][:128] / 255.0, data["y_train"][:128]
+    collapsed = np.stack([x[np.flatnonzero(y == k)[0]] for k in y])  # every sample of a digit identical
+    grid = np.array([0.1, 0.2, 0.4])
+    diverse = evaluate_generator(x, y, data, clf, grid)
+    same = evaluate_generator(collapsed, y, data, clf, grid)
+    assert same["within_class_std"] == 0.0 < diverse["within_class_std"]
+    assert same["within_class_std_real"] == diverse["within_class_std_real"] > 0

@@ -143,6 +143,20 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == [target]
 
 
+def test_write_json_writes_standard_json_with_null_for_nan(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+
+    from pipeline.utils import write_json
+
+    path = tmp_path / "m.json"
+    write_json(path, {"p": float("nan"), "q": np.float32(0.5), "r": [float("inf"), 1], "s": np.int64(3)})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"p": None, "q": 0.5, "r": [None, 1], "s": 3}
+
+
 # --- real processes: SIGKILL and torchrun ----------------------------------------------------
 
 

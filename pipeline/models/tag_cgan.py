@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.models.layers import Maxout
+
 
 @dataclass
 class TagCGANConfig:
@@ -40,19 +42,6 @@ class TagCGANConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class Maxout(nn.Module):
-    """Linear to units*pieces, then the max over each unit's pieces."""
-
-    def __init__(self, in_dim: int, units: int, pieces: int) -> None:
-        super().__init__()
-        self.units, self.pieces = units, pieces
-        self.linear = nn.Linear(in_dim, units * pieces)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x).view(*x.shape[:-1], self.units, self.pieces)  # (B, U, P)
-        return y.max(dim=-1).values  # (B, U)
 
 
 class FeatureNorm(nn.Module):
