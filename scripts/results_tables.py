@@ -19,10 +19,11 @@ def fmt(value: float | None, spec: str = ".1f") -> str:
 
 def mnist_table() -> str:
     rows = [
-        "| model | Parzen LL (nats) | conditional accuracy | Frechet distance (real floor) | train s | selected step |",
-        "|---|---|---|---|---|---|",
-        "| GAN (Goodfellow et al. 2014, paper) | 225 ± 2 | - | - | - | - |",
-        "| CGAN (Mirza & Osindero 2014, paper) | 132 ± 1.8 | - | - | - | - |",
+        "| model | Parzen LL (nats) | conditional accuracy | within-class std (real) | Frechet distance (real floor) "
+        "| train s | selected step |",
+        "|---|---|---|---|---|---|---|",
+        "| GAN (Goodfellow et al. 2014, paper) | 225 ± 2 | - | - | - | - | - |",
+        "| CGAN (Mirza & Osindero 2014, paper) | 132 ± 1.8 | - | - | - | - | - |",
     ]
     for preset in ("paper", "strong"):
         m = load(f"mnist_cgan_{preset}")
@@ -30,13 +31,14 @@ def mnist_table() -> str:
             rows.append(
                 f"| tagan CGAN `{preset}` | {fmt(m.get('parzen_ll'))} ± {fmt(m.get('parzen_se'))} "
                 f"(σ={fmt(m.get('parzen_sigma'), '.2f')}) | {fmt(m.get('conditional_accuracy'), '.3f')} | "
+                f"{fmt(m.get('within_class_std'), '.3f')} ({fmt(m.get('within_class_std_real'), '.3f')}) | "
                 f"{fmt(m.get('fid'), '.2f')} ({fmt(m.get('fid_real_floor'), '.2f')}) | "
                 f"{fmt(m.get('train_seconds'), '.0f')} | {m.get('selected_step', '-')} |"
             )
     m = load("dcgan")
     if m:
         rows.append(
-            f"| tagan DCGAN (unconditional) | {fmt(m.get('parzen_ll'))} ± {fmt(m.get('parzen_se'))} | - | "
+            f"| tagan DCGAN (unconditional) | {fmt(m.get('parzen_ll'))} ± {fmt(m.get('parzen_se'))} | - | - | "
             f"{fmt(m.get('fid'), '.2f')} ({fmt(m.get('fid_real_floor'), '.2f')}) | "
             f"{fmt(m.get('train_seconds'), '.0f')} | - |"
         )
