@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -54,6 +55,9 @@ class Params:
     batch_size: int = 64
     steps: int = 3000
     ema_decay: float = 0.0  # exponential moving average of G's weights (0 = off)
+    mode_seeking: float = 0.0  # weight of the mode-seeking term (Mao et al. 2019) against collapse (0 = off)
+    # noise spreads tried when sampling from the final G; the best validation Parzen LL is kept (1.0 = off)
+    sample_scales: list[float] = field(default_factory=lambda: [1.0])
     select_every: int = 0  # model selection: Parzen LL on validation every N steps, keep the best (0 = last)
     select_samples: int = 2000  # generated samples for each model-selection estimate
     select_val_images: int = 2000  # validation images for each model-selection estimate
@@ -69,6 +73,14 @@ class Params:
         config.in_range("momentum", self.momentum, 0.0, 1.0)
         config.in_range("momentum_final", self.momentum_final, 0.0, 1.0)
         config.in_range("ema_decay", self.ema_decay, 0.0, 0.99999)
+        config.check(
+            len(self.sample_scales) > 0 and all(s > 0 for s in self.sample_scales),
+            "sample_scales",
+            f"must be a non-empty list of positive numbers, got {self.sample_scales}",
+        )
+        config.check(
+            self.mode_seeking >= 0, "mode_seeking", f"must be >= 0 (0 = off), got {self.mode_seeking}"
+        )
         config.check(self.max_norm >= 0, "max_norm", f"must be >= 0 (0 = off), got {self.max_norm}")
         config.check(all(0 <= b < 1 for b in self.betas), "betas", f"must be in [0, 1), got {self.betas}")
         config.check(
@@ -130,6 +142,18 @@ def g_loss_fn(loss: str, fake: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
 
 
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Mode-seeking term (Mao et al. 2019): small when G maps distant noise to distant images.
+
+    fake (2h, ...) and z (2h, z_dim) hold pairs: row i and row h + i share a label, not their noise.
+    Returns 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2| + eps); minimising it spreads G's samples.
+    """
+    h = len(z) // 2
+    image_gap = (fake[:h] - fake[h : 2 * h]).abs().flatten(1).mean(1)  # (h,)
+    noise_gap = (z[:h] - z[h : 2 * h]).abs().mean(1)  # (h,)
+    return 1.0 / ((image_gap / noise_gap).mean() + 1e-5)
+
+
 def schedule(cfg: Params, step: int) -> tuple[float, float]:
     """(lr, momentum) at `step`: exponential lr decay to a floor, linear momentum ramp (the paper's)."""
     lr = max(cfg.lr / cfg.lr_decay**step, cfg.lr_min)
@@ -175,7 +199,7 @@ def generate(
     out = []
     for i in range(0, len(labels), batch):
         y = labels[i : i + batch]
-        z = sample_noise(len(y), mcfg, gen).to(device)
+        z = sample_noise(len(y), mcfg, gen, scale=mcfg.sample_scale).to(device)
         out.append(torch.sigmoid(g(z, y.to(device))).squeeze(1).cpu())  # (b, 28, 28)
     g.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 28, 28)
@@ -241,18 +265,22 @@ def train(
                     group["momentum"] = momentum
         idx = training.batch_indices(n, cfg.batch_size, step, cfg.seed, info)
         x, y = x_train[idx].to(device), y_train[idx].to(device)  # (b, 1, 28, 28), (b,)
-        z = sample_noise(len(y), mcfg, device=device)
-        fake = torch.sigmoid(g_ddp(z, y))  # (b, 1, 28, 28), G's one forward this step
+        # with mode seeking, fakes come in pairs: the second half repeats the first half's labels
+        y_fake = torch.cat([y[: len(y) // 2]] * 2) if cfg.mode_seeking else y  # (b',)
+        z = sample_noise(len(y_fake), mcfg, device=device)
+        fake = torch.sigmoid(g_ddp(z, y_fake))  # (b', 1, 28, 28), G's one forward this step
 
-        d_loss = d_loss_fn(cfg.loss, d_ddp(x, y), d_ddp(fake.detach(), y))
+        d_loss = d_loss_fn(cfg.loss, d_ddp(x, y), d_ddp(fake.detach(), y_fake))
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
         if cfg.max_norm:
             apply_max_norm(d, cfg.max_norm)
 
-        d_fake = d_ddp(fake, y)
+        d_fake = d_ddp(fake, y_fake)
         g_loss = g_loss_fn(cfg.loss, d_fake)
+        if cfg.mode_seeking:
+            g_loss = g_loss + cfg.mode_seeking * mode_seeking_loss(fake, z)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -312,20 +340,36 @@ def train(
 # ---------------------------------------------------------------------------------------------- stage
 
 
-def parzen_selector(cfg: Params, x_val: np.ndarray, device: torch.device) -> Callable[[nn.Module], float]:
-    """Model-selection score: best mean validation Parzen LL over the sigma grid (higher is better)."""
+def parzen_selector(cfg: Params, x_val: np.ndarray, device: torch.device) -> Callable[..., float]:
+    """Model-selection score `score(G, mcfg=None)`: best mean validation Parzen LL over the sigma grid."""
     from pipeline.metrics import select_parzen_sigma
 
     val = x_val[: cfg.select_val_images].reshape(-1, 784).astype(np.float32) / 255  # (M, 784)
     labels = balanced_labels(cfg.select_samples)
-    mcfg = cfg.model_config()
 
-    def score(g: nn.Module) -> float:
+    def score(g: nn.Module, mcfg: ModelConfig | None = None) -> float:
+        mcfg = mcfg or cfg.model_config()
         samples = generate(g, mcfg, labels, cfg.seed + 4242).reshape(-1, 784).numpy()  # (N, 784)
         sigma, curve = select_parzen_sigma(samples, val, np.asarray(cfg.sigma_grid), device=device)
         return curve[sigma]
 
     return score
+
+
+def choose_sample_scale(
+    cfg: Params, g: nn.Module, scorer: Callable[..., float]
+) -> tuple[ModelConfig, dict[float, float]]:
+    """G's ModelConfig with the noise spread of `cfg.sample_scales` that scores best on validation.
+
+    Returns (config, {scale: validation Parzen LL}); the scores are empty when there is one scale only.
+    """
+    mcfg = cfg.model_config()
+    if len(cfg.sample_scales) == 1:
+        return dataclasses.replace(mcfg, sample_scale=cfg.sample_scales[0]), {}
+    scores = {s: scorer(g, dataclasses.replace(mcfg, sample_scale=s)) for s in cfg.sample_scales}
+    best = max(scores, key=lambda s: scores[s])
+    log.info("validation Parzen LL by sample scale: %s; keeping %g", scores, best)
+    return dataclasses.replace(mcfg, sample_scale=best), scores
 
 
 def run(
@@ -350,13 +394,15 @@ def run(
         raise utils.UserError(f"{classifier} not found; build it with `dvc repro mnist_classifier`")
     x_train = torch.from_numpy(mnist["x_train"].astype(np.float32) / 255).unsqueeze(1)  # (N, 1, 28, 28)
     y_train = torch.from_numpy(mnist["y_train"].astype(np.int64))  # (N,)
-    select_fn = parzen_selector(cfg, mnist["x_val"], device) if cfg.select_every else None
-    g, _, rows, result = train(cfg, x_train, y_train, device, info, select_fn, name)
+    scorer = parzen_selector(cfg, mnist["x_val"], device)
+    g, _, rows, result = train(
+        cfg, x_train, y_train, device, info, scorer if cfg.select_every else None, name
+    )
     ckpt: training.Checkpointer = result.pop("checkpointer")
     metrics: dict[str, Any] = {}
     if info.is_main:
-        mcfg = cfg.model_config()
         g = training.unwrap(g).eval()
+        mcfg, by_scale = choose_sample_scale(cfg, g, scorer)
         utils.save_checkpoint(
             model_out,
             {"model": mcfg.to_dict(), "params": config.to_dict(cfg)},
@@ -382,6 +428,8 @@ def run(
         })  # fmt: skip
         if math.isfinite(result["selected_val_parzen"]):
             metrics["selected_val_parzen"] = round(result["selected_val_parzen"], 3)
+        metrics["sample_scale"] = mcfg.sample_scale
+        metrics.update({f"val_parzen_at_scale_{s:g}": round(v, 3) for s, v in by_scale.items()})
         utils.write_json(metrics_out, metrics)
     ckpt.finish()
     return metrics

@@ -11,9 +11,17 @@ import torch
 from test_mnist_classifier import fake_mnist  # tests/ is on sys.path
 
 from pipeline import config, training, utils
-from pipeline.mnist_cgan import Params, generate, load_generator, run, schedule, train
+from pipeline.mnist_cgan import (
+    Params,
+    generate,
+    load_generator,
+    mode_seeking_loss,
+    run,
+    schedule,
+    train,
+)
 from pipeline.models.mnist import ClassifierConfig, MnistClassifier
-from pipeline.models.mnist_cgan import Maxout, ModelConfig, build
+from pipeline.models.mnist_cgan import Maxout, ModelConfig, build, sample_noise
 
 PAPER = dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform", dropout=0.5, spectral_norm=False,
              optimizer="sgd", lr=0.1, lr_decay=1.00004, momentum=0.5, momentum_final=0.7,
@@ -143,7 +151,9 @@ def write_fixtures(root: Path) -> tuple[Path, Path]:
 def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")
     npz, clf = write_fixtures(tmp_path)
-    extra = PAPER | {"batch_size": 16} if preset == "paper" else {"ema_decay": 0.5}
+    extra = (
+        PAPER | {"batch_size": 16} if preset == "paper" else {"ema_decay": 0.5, "sample_scales": [0.5, 1.0]}
+    )
     cfg = tiny(steps=4, select_every=2, checkpoint_every=2, **extra)
     out = {
         k: tmp_path / "out" / f"{k}.{ext}"
@@ -164,6 +174,11 @@ def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) 
     assert Image.open(out["png"]).size == (10 * 30 + 2, 10 * 30 + 2)  # one row per digit, 10 columns
     g, mcfg = load_generator(out["model"])
     assert mcfg.arch == cfg.arch and generate(g, mcfg, torch.arange(3), 0).shape == (3, 28, 28)
+    # the noise spread chosen on validation travels in the checkpoint
+    assert mcfg.sample_scale == metrics["sample_scale"] in cfg.sample_scales
+    if preset == "strong":
+        scores = {s: metrics[f"val_parzen_at_scale_{s:g}"] for s in cfg.sample_scales}
+        assert max(scores, key=lambda s: scores[s]) == mcfg.sample_scale
     assert not list((tmp_path / "resume").glob("*.pt"))  # resume file removed after a finished run
 
 
@@ -188,3 +203,41 @@ def test_max_norm_caps_every_unit() -> None:
     for m in d.modules():
         if isinstance(m, torch.nn.Linear):
             assert m.weight.norm(dim=1).max() <= 1.9365 + 1e-5
+
+
+def test_sample_scale_shrinks_noise_around_its_mean() -> None:
+    for noise, mean in (("normal", 0.0), ("uniform", 0.5)):
+        cfg = ModelConfig(noise=noise, z_dim=4000)
+        z1 = sample_noise(3, cfg, torch.Generator().manual_seed(0))
+        z_half = sample_noise(3, cfg, torch.Generator().manual_seed(0), scale=0.5)
+        torch.testing.assert_close(z_half - mean, (z1 - mean) * 0.5)
+
+
+def test_mode_seeking_term_rewards_distinct_images_for_distinct_noise() -> None:
+    z = torch.randn(8, 16)
+    same = torch.rand(4, 1, 28, 28).repeat(2, 1, 1, 1)  # pairs (i, 4 + i) identical: collapsed G
+    spread = torch.rand(8, 1, 28, 28)
+    assert mode_seeking_loss(spread, z) < mode_seeking_loss(same, z)
+    assert mode_seeking_loss(same, z) > 1e4  # 1 / eps
+
+
+def test_mode_seeking_step_uses_label_pairs(data, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
+    seen: list[torch.Tensor] = []
+    cfg = tiny(steps=1, mode_seeking=1.0)
+    real_build = build
+
+    def spy_build(mcfg: ModelConfig):
+        g, d = real_build(mcfg)
+        g.register_forward_pre_hook(lambda _m, args: seen.append(args[1].clone()))
+        return g, d
+
+    monkeypatch.setattr("pipeline.mnist_cgan.build", spy_build)
+    _, _, rows, _ = train(cfg, *data, torch.device("cpu"))
+    y = seen[0]
+    assert len(y) == cfg.batch_size and torch.equal(y[:8], y[8:])  # second half repeats the first's labels
+    assert math.isfinite(rows[0]["g_loss"])
+    with pytest.raises(config.ParamsError, match="mode_seeking"):
+        tiny(mode_seeking=-1.0)
+    with pytest.raises(config.ParamsError, match="sample_scales"):
+        tiny(sample_scales=[])
