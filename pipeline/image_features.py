@@ -49,7 +49,7 @@ class Params:
     fit: Literal["crop", "pad"] = (
         "crop"  # crop: ImageNet centre crop; pad: whole image padded square on white
     )
-    batch_size: int = 32
+    batch_size: int = 4
     max_side: int = (
         320  # images are decoded (JPEG draft) and shrunk to at most this side before the transform
     )
@@ -98,7 +98,7 @@ def extract_features(
     paths: Iterable[Path],
     backbone: Backbone,
     *,
-    batch_size: int = 32,
+    batch_size: int = 4,
     workers: int = 2,
     max_side: int = 320,
     device: torch.device | str | None = None,

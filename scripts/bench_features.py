@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--items", type=Path, default=Path("data/tags/items.jsonl"))
     ap.add_argument("--n", type=int, default=256, help="images (an evenly spaced sample of items.jsonl)")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--max-side", type=int, default=320)
