@@ -138,9 +138,10 @@ def save_npz(path: Path | str, **arrays: np.ndarray) -> None:
 
 
 def torch_save(path: Path | str, obj: Any) -> None:
-    """torch.save atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save atomically; byte-identical for identical `obj` (the zip's root is "archive", not the
+    temp file's random name, so DVC sees the same hash when a re-run produces the same weights)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(

@@ -143,6 +143,15 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == [target]
 
 
+def test_torch_save_is_byte_identical_across_runs(tmp_path: Path) -> None:
+    from pipeline.utils import torch_save
+
+    obj = {"w": torch.arange(6.0).view(2, 3), "config": {"z": 4}}
+    torch_save(tmp_path / "a.pt", obj)
+    torch_save(tmp_path / "b.pt", obj)  # each write goes through its own random temp file name
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def test_write_json_writes_standard_json_with_null_for_nan(tmp_path: Path) -> None:
     import json
 
