@@ -46,6 +46,17 @@ def test_parzen_is_stable_far_from_all_samples() -> None:
     assert np.isfinite(mean) and mean == pytest.approx(expected, rel=1e-5)
 
 
+def test_parzen_is_exact_when_most_components_are_negligible() -> None:
+    """784-d points near a few samples and far from the rest (the terms the kernel clamps at e^-80)."""
+    rng = np.random.default_rng(3)
+    samples = rng.random((300, 784))
+    test = np.concatenate([samples[:20] + 0.02 * rng.standard_normal((20, 784)), rng.random((10, 784))])
+    for sigma in (0.05, 0.18, 0.3, 2.0):
+        mean, _ = parzen_log_likelihood(samples, test, sigma, batch_size=7)
+        exact = exact_parzen(samples, test, sigma).mean()
+        assert mean == pytest.approx(exact, rel=1e-6, abs=1e-3)
+
+
 def test_parzen_approaches_analytic_density_of_gaussian_data() -> None:
     """Many samples from N(0, I): the Parzen density tends to N(0, (1 + sigma^2) I)."""
     rng = np.random.default_rng(1)
