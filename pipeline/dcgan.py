@@ -158,6 +158,12 @@ def svm_accuracy(
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
+    if scaling == "none" and train_x.shape[1] > train_x.shape[0]:
+        # the SVM's weights lie in the span of its training features (representer theorem; every CV fold's
+        # too), so fitting in an orthonormal basis of that span gives the same classifier: 7168 -> 1000
+        # features for 1000 images, about 6x faster
+        basis = np.linalg.svd(train_x.astype(np.float64), full_matrices=False)[2]  # (N, F), orthonormal rows
+        train_x, test_x = train_x @ basis.T, test_x @ basis.T  # (N, N), (M, N)
     svm = LinearSVC(loss="squared_hinge", dual="auto", max_iter=5000, random_state=seed)
     model = make_pipeline(StandardScaler() if scaling == "standard" else "passthrough", svm)
     folds = StratifiedKFold(n_splits=min(5, int(np.bincount(train_y).min())), shuffle=True, random_state=seed)
@@ -191,7 +197,7 @@ def train(
     mcfg = cfg.model_config()
     utils.seed_everything(cfg.seed)
     g, d = build(mcfg)
-    g, d = g.to(device), d.to(device)
+    g, d = training.to_device(g, device), training.to_device(d, device)
     g_ddp, d_ddp = training.wrap(g, info), training.wrap(d, info)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas)
@@ -207,7 +213,7 @@ def train(
     bce = nn.BCEWithLogitsLoss()
     for step in utils.progress(range(start, cfg.steps), desc="dcgan", total=cfg.steps - start):
         idx = training.batch_indices(n, cfg.batch_size, step, cfg.seed, info)
-        x = x_train[idx].to(device)  # (b, 1, 32, 32)
+        x = x_train[idx].to(device, memory_format=torch.channels_last)  # (b, 1, 32, 32)
         z = torch.randn(len(x), cfg.z_dim, device=device)
         fake = g_ddp(z)  # (b, 1, 32, 32)
 

@@ -238,7 +238,7 @@ def train(
     mcfg = cfg.model_config()
     utils.seed_everything(cfg.seed)
     g, d = build(mcfg)
-    g, d = g.to(device), d.to(device)
+    g, d = training.to_device(g, device), training.to_device(d, device)
     ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema_decay > 0 else None
     g_ddp, d_ddp = training.wrap(g, info), training.wrap(d, info)
     opt_g, opt_d = make_optimizer(cfg, g.parameters()), make_optimizer(cfg, d.parameters())
@@ -264,7 +264,8 @@ def train(
                 if cfg.optimizer == "sgd":
                     group["momentum"] = momentum
         idx = training.batch_indices(n, cfg.batch_size, step, cfg.seed, info)
-        x, y = x_train[idx].to(device), y_train[idx].to(device)  # (b, 1, 28, 28), (b,)
+        x = x_train[idx].to(device, memory_format=torch.channels_last)  # (b, 1, 28, 28)
+        y = y_train[idx].to(device)  # (b,)
         # with mode seeking, fakes come in pairs: the second half repeats the first half's labels
         y_fake = torch.cat([y[: len(y) // 2]] * 2) if cfg.mode_seeking else y  # (b',)
         z = sample_noise(len(y_fake), mcfg, device=device)
@@ -338,6 +339,16 @@ def train(
 
 
 # ---------------------------------------------------------------------------------------------- stage
+
+
+UNTRUNCATED_KEYS = (
+    "parzen_ll",
+    "parzen_se",
+    "parzen_sigma",
+    "fid",
+    "conditional_accuracy",
+    "within_class_std",
+)
 
 
 def parzen_selector(cfg: Params, x_val: np.ndarray, device: torch.device) -> Callable[..., float]:
@@ -418,6 +429,12 @@ def run(
         metrics = evaluate_generator(
             samples, labels.numpy(), mnist, judge, np.asarray(cfg.sigma_grid), device
         )
+        if mcfg.sample_scale != 1.0:  # the same weights sampled as trained, beside the truncated headline
+            plain = generate(g, dataclasses.replace(mcfg, sample_scale=1.0), labels, cfg.seed + 12345)
+            untruncated = evaluate_generator(
+                plain.numpy(), labels.numpy(), mnist, judge, np.asarray(cfg.sigma_grid), device
+            )
+            metrics.update({f"untruncated_{k}": untruncated[k] for k in UNTRUNCATED_KEYS})
         metrics.update({
             "steps": cfg.steps,
             "selected_step": result["selected_step"],

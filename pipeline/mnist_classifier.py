@@ -172,7 +172,8 @@ def run(
         model_path,
         {"model": config.to_dict(model.config), "params": config.to_dict(cfg)},
         {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        metrics=metrics,
+        # no timings in the checkpoint: an identical re-run writes identical bytes (dvc.lock stays put)
+        metrics={k: v for k, v in metrics.items() if k != "train_seconds"},
     )
     write_csv(plot_path, rows)
     write_json(metrics_path, metrics)

@@ -67,6 +67,19 @@ def test_svm_separates_separable_classes() -> None:
     assert acc == 1.0 and c in (0.01, 1.0)
 
 
+def test_svm_in_the_span_of_wide_features_matches_the_plain_svm() -> None:
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), 15)  # 60 images, 4 classes
+    x = rng.normal(size=(4, 500))[y] * 0.5 + rng.normal(size=(60, 500))  # more features than images
+    x_test = rng.normal(size=(4, 500))[np.arange(200) % 4] * 0.5 + rng.normal(size=(200, 500))
+    y_test = np.arange(200) % 4
+    acc, _ = svm_accuracy(x, y, x_test, y_test, [0.01], seed=0)
+    plain = LinearSVC(C=0.01, max_iter=5000, random_state=0).fit(x, y)
+    assert acc == pytest.approx(float((plain.predict(x_test) == y_test).mean()), abs=0.01)
+
+
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     from test_mnist_classifier import fake_mnist

@@ -179,6 +179,8 @@ def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) 
     if preset == "strong":
         scores = {s: metrics[f"val_parzen_at_scale_{s:g}"] for s in cfg.sample_scales}
         assert max(scores, key=lambda s: scores[s]) == mcfg.sample_scale
+        # a truncated headline always comes with the same weights' untruncated numbers beside it
+        assert ("untruncated_parzen_ll" in metrics) == (mcfg.sample_scale != 1.0)
     assert not list((tmp_path / "resume").glob("*.pt"))  # resume file removed after a finished run
 
 

@@ -101,6 +101,8 @@ def test_run_is_deterministic(tmp_path: Path) -> None:
         )
         outs.append(torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"])
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+    # byte-identical checkpoints (no timings inside), so dvc sees an identical re-run as unchanged
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
 
 
 def test_bad_inputs_are_clear(tmp_path: Path) -> None:
