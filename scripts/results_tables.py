@@ -35,6 +35,14 @@ def mnist_table() -> str:
                 f"{fmt(m.get('fid'), '.2f')} ({fmt(m.get('fid_real_floor'), '.2f')}) | "
                 f"{fmt(m.get('train_seconds'), '.0f')} | {m.get('selected_step', '-')} |"
             )
+        if m and "untruncated_parzen_ll" in m:  # the same weights sampled at noise spread 1.0
+            rows.append(
+                f"| tagan CGAN `{preset}`, same weights untruncated (spread 1.0 instead of "
+                f"{fmt(m.get('sample_scale'), '.1f')}) | {fmt(m.get('untruncated_parzen_ll'))} ± "
+                f"{fmt(m.get('untruncated_parzen_se'))} (σ={fmt(m.get('untruncated_parzen_sigma'), '.2f')}) | "
+                f"{fmt(m.get('untruncated_conditional_accuracy'), '.3f')} | "
+                f"{fmt(m.get('untruncated_within_class_std'), '.3f')} | {fmt(m.get('untruncated_fid'), '.2f')} | - | - |"
+            )
     m = load("dcgan")
     if m:
         rows.append(
