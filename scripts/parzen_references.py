@@ -15,10 +15,10 @@ import json
 
 import numpy as np
 
+from pipeline import config
 from pipeline.metrics import parzen_log_likelihood, select_parzen_sigma
+from pipeline.mnist_cgan import Params
 from pipeline.readers.mnist import load_npz
-
-SIGMAS = [0.1, 0.12, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.2, 0.22, 0.25]
 
 
 def main() -> None:
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=1000)
     ap.add_argument("--shrink", type=float, nargs="*", default=[1.0, 0.9, 0.8, 0.7])
     args = ap.parse_args()
+    sigmas = np.asarray(config.load(Params, "mnist_cgan.strong").sigma_grid)  # the stage's own grid
     mnist = load_npz(args.data)
     rng = np.random.default_rng(0)
     labels = mnist["y_train"]
@@ -41,7 +42,7 @@ def main() -> None:
     rows = []
     for a in args.shrink:
         samples = a * real + (1 - a) * means[y]  # a = 1: the real digits themselves
-        sigma, _ = select_parzen_sigma(samples, val, np.asarray(SIGMAS))
+        sigma, _ = select_parzen_sigma(samples, val, sigmas)
         ll, se = parzen_log_likelihood(samples, test, sigma)
         rows.append({"shrink": a, "parzen_ll": round(ll, 1), "parzen_se": round(se, 1), "sigma": sigma})
         print(json.dumps(rows[-1]), flush=True)
