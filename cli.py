@@ -26,7 +26,7 @@ from typing import IO, Any
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_MODEL_DIR = Path("data/tagger")  # relative to the working directory, else to this repository
 BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR of another experiment"
-# the methods a bundle holds (pipeline.tagging.METHODS; kept here so --help needs no torch import)
+# the methods a bundle holds (tagan.tagging.METHODS; kept here so --help needs no torch import)
 METHODS = ("cgan", "knn", "classifier", "cgan_strong", "cgan_paper", "regressor", "prior", "zeroshot")
 FORMATS = ("table", "json", "jsonl", "csv")
 log = logging.getLogger("tagan")
@@ -44,7 +44,7 @@ exit status:
 # --------------------------------------------------------------------------------------------- finding photos
 def iter_photos(paths: Iterable[Path], *, exclude: Iterable[str] = ()) -> Iterator[Path]:
     """Photos under `paths` (files as given; folders recursively, image suffixes only), each once, loop-safe."""
-    from pipeline.readers.images import IMAGE_SUFFIXES
+    from tagan.readers.images import IMAGE_SUFFIXES
 
     patterns = list(exclude)
     seen_files: set[str] = (
@@ -201,11 +201,11 @@ def default_model_dir() -> Path:
 
 def load_tagger(model_dir: Path, method: str) -> Any:
     """The trained Tagger bundle; a missing or broken one is a UserError naming the command that builds it."""
-    from pipeline.utils import UserError
+    from tagan.utils import UserError
 
     if not Path(model_dir).is_dir() or not any(Path(model_dir).iterdir()):
         raise UserError(f"no trained model in {model_dir}; {BUILD_HINT}")
-    from pipeline.tagger import Tagger
+    from tagan.tagger import Tagger
 
     try:
         return Tagger.load(Path(model_dir), method)
@@ -215,7 +215,7 @@ def load_tagger(model_dir: Path, method: str) -> Any:
 
 def read_vocab(path: Path, vocabulary: Iterable[str]) -> set[str]:
     """The user's keyword list (one per line, '#' comments) matched case-insensitively to the model's tags."""
-    from pipeline.utils import UserError
+    from tagan.utils import UserError
 
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -255,8 +255,8 @@ class Session:
 def open_session(args: argparse.Namespace) -> Session:
     """Load the model bundle (first: a missing model fails before anything else loads) and its backbone."""
     tagger = load_tagger(args.model, args.method)
-    from pipeline.models.backbones import build_backbone
-    from pipeline.utils import resolve_device
+    from tagan.models.backbones import build_backbone
+    from tagan.utils import resolve_device
 
     allowed = read_vocab(args.vocab, tagger.words) if getattr(args, "vocab", None) else None
     name = str(tagger.info.get("backbone", "efficientnet_lite0")).replace(
@@ -284,8 +284,8 @@ def tag_features(session: Session, feature: Any, args: argparse.Namespace) -> li
 
 def tag_stream(args: argparse.Namespace, session: Session) -> Iterator[Record]:
     """Records of every photo under args.paths, in walk order; paths are streamed in chunks (bounded memory)."""
-    from pipeline.image_features import extract_features
-    from pipeline.readers import xmp
+    from tagan.features import extract_features
+    from tagan.readers import xmp
 
     for chunk in chunks(iter_photos(args.paths, exclude=args.exclude), args.chunk):
         todo = []
@@ -336,7 +336,7 @@ def tag_photos(args: argparse.Namespace, writer: Writer) -> tuple[int, int, int]
 
 def write_sidecar(rec: Record, mid: str, args: argparse.Namespace) -> None:
     """Merge the record's tags into its XMP sidecar (or only compute the change with --dry-run)."""
-    from pipeline.readers import xmp
+    from tagan.readers import xmp
 
     rec.sidecar = xmp.sidecar_path(rec.path, args.xmp_style)
     try:
@@ -353,7 +353,7 @@ def write_sidecar(rec: Record, mid: str, args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------- commands
 def cmd_tag(args: argparse.Namespace) -> int:
     """The `tag` subcommand."""
-    from pipeline.utils import UserError, atomic_path
+    from tagan.utils import UserError, atomic_path
 
     missing = [str(p) for p in args.paths if not p.exists() and not p.is_symlink()]
     if missing:
@@ -584,8 +584,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from pipeline.config import ParamsError
-    from pipeline.utils import UserError
+    from tagan.config import ParamsError
+    from tagan.utils import UserError
 
     try:
         return args.func(args)

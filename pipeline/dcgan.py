@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline import config, training, utils
-from pipeline.mnist_classifier import load_classifier
-from pipeline.mnist_eval import evaluate_generator
-from pipeline.models.dcgan import Discriminator, ModelConfig, build
-from pipeline.readers.mnist import load_npz
+from tagan import config, training, utils
+from tagan.mnist_eval import evaluate_generator
+from tagan.models.dcgan import Discriminator, ModelConfig, build
+from tagan.models.mnist import load_classifier
+from tagan.readers.mnist import load_npz
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def parzen_only(
     samples: np.ndarray, data: dict[str, np.ndarray], sigma_grid: list[float], device: torch.device
 ) -> dict[str, float]:
     """Parzen LL of the test split under `samples` (N, 28, 28), sigma chosen on the validation split."""
-    from pipeline.metrics import parzen_log_likelihood, select_parzen_sigma
+    from tagan.metrics import parzen_log_likelihood, select_parzen_sigma
 
     flat = samples.reshape(len(samples), -1)  # (N, 784)
     val = data["x_val"].reshape(-1, 784).astype(np.float32) / 255

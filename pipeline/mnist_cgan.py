@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline import config, training, utils
-from pipeline.models.mnist_cgan import ModelConfig, build, sample_noise
+from tagan import config, training, utils
+from tagan.models.mnist_cgan import ModelConfig, build, sample_noise
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,7 @@ UNTRUNCATED_KEYS = (
 
 def parzen_selector(cfg: Params, x_val: np.ndarray, device: torch.device) -> Callable[..., float]:
     """Model-selection score `score(G, mcfg=None)`: best mean validation Parzen LL over the sigma grid."""
-    from pipeline.metrics import select_parzen_sigma
+    from tagan.metrics import select_parzen_sigma
 
     val = x_val[: cfg.select_val_images].reshape(-1, 784).astype(np.float32) / 255  # (M, 784)
     labels = balanced_labels(cfg.select_samples)
@@ -395,9 +395,9 @@ def run(
     name: str = "mnist_cgan",
 ) -> dict[str, Any]:
     """Train one preset, write checkpoint / loss CSV / digit grid, and return + write its metrics."""
-    from pipeline.mnist_classifier import load_classifier
-    from pipeline.mnist_eval import evaluate_generator
-    from pipeline.readers.mnist import load_npz
+    from tagan.mnist_eval import evaluate_generator
+    from tagan.models.mnist import load_classifier
+    from tagan.readers.mnist import load_npz
 
     device, info = training.setup(runtime)
     mnist = load_npz(data)

@@ -1,6 +1,6 @@
 """Stage mnist_classifier: a small CNN trained on real MNIST, judge of the GANs' samples.
 
-Used by the GAN stages (through pipeline.mnist_eval) for conditional accuracy and for a Frechet
+Used by the GAN stages (through tagan.mnist_eval) for conditional accuracy and for a Frechet
 distance on its penultimate features. Paths come from dvc.yaml:
 `python -m pipeline.mnist_classifier --data data/mnist/mnist.npz --model data/models/mnist_classifier.pt
  --metrics metrics/mnist_classifier.json --plot plots/mnist_classifier_train.csv`
@@ -9,7 +9,6 @@ distance on its penultimate features. Paths come from dvc.yaml:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -20,14 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import config
-from pipeline.config import Runtime
-from pipeline.models.mnist import ClassifierConfig, MnistClassifier, infer
-from pipeline.readers.mnist import load_npz
-from pipeline.training import Checkpointer, batch_indices, steps_per_epoch
-from pipeline.utils import (
+from tagan import config
+from tagan.config import Runtime
+from tagan.models.mnist import ClassifierConfig, MnistClassifier, infer
+from tagan.readers.mnist import load_npz
+from tagan.training import Checkpointer, batch_indices, steps_per_epoch
+from tagan.utils import (
     UserError,
-    load_checkpoint,
     progress,
     resolve_device,
     save_checkpoint,
@@ -185,22 +183,6 @@ def run(
         train_seconds,
     )
     return metrics
-
-
-def load_classifier(path: Path | str, device: torch.device | str = "cpu") -> MnistClassifier:
-    """The trained classifier from its checkpoint, in eval mode on `device`."""
-    ckpt = load_checkpoint(path, map_location=device)
-    try:
-        fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
-        model_cfg = {k: v for k, v in ckpt["config"]["model"].items() if k in fields}
-        model_cfg["channels"] = tuple(model_cfg["channels"])
-        model = MnistClassifier(config=ClassifierConfig(**model_cfg))
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise UserError(
-            f"{path} is not an mnist_classifier checkpoint ({e}); rebuild it with `dvc repro mnist_classifier`"
-        ) from None
-    return model.to(device, memory_format=torch.channels_last).eval()
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline import config
-from pipeline.config import Runtime
-from pipeline.readers import mnist as reader
-from pipeline.utils import save_npz, stage_main, write_json
+from tagan import config
+from tagan.config import Runtime
+from tagan.readers import mnist as reader
+from tagan.utils import save_npz, stage_main, write_json
 
 log = logging.getLogger(__name__)
 

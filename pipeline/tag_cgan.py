@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import config, metrics, training
-from pipeline.config import Runtime
-from pipeline.models.tag_cgan import TagCGANConfig, build, sample
-from pipeline.tagging import TagData, TagIndex, decode_votes, read_tag_data
-from pipeline.utils import (
+from tagan import config, metrics, training
+from tagan.config import Runtime
+from tagan.models.tag_cgan import TagCGANConfig, build, sample
+from tagan.tagging import TagData, TagIndex, decode_votes, read_tag_data
+from tagan.utils import (
     UserError,
     progress,
     save_checkpoint,

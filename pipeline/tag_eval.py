@@ -20,11 +20,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from pipeline import config, metrics
-from pipeline.config import Runtime
-from pipeline.models.tag_baselines import MLPConfig, fit
-from pipeline.models.tag_cgan import load_generator, sample
-from pipeline.tagging import (
+from tagan import config, metrics
+from tagan.config import Runtime
+from tagan.models.tag_baselines import MLPConfig, fit
+from tagan.models.tag_cgan import load_generator, sample
+from tagan.tagging import (
     TagData,
     TagIndex,
     Tags,
@@ -36,7 +36,7 @@ from pipeline.tagging import (
     top_from_scores,
     zeroshot_scores,
 )
-from pipeline.utils import (
+from tagan.utils import (
     UserError,
     load_checkpoint,
     save_checkpoint,
@@ -184,12 +184,12 @@ def class_to_tag_matrix(
     fallback model (MiniLM sentences or GloVe word means); a class-name word equal to a tag scores 1.
     """
     if fallback == "minilm":
-        from pipeline.tag_embeddings import minilm_vectors
+        from tagan.embeddings import minilm_vectors
 
         c = minilm_vectors(class_names)
         t = minilm_vectors([w.replace("-", " ") for w in words])
     else:
-        from pipeline.tag_embeddings import glove_vectors
+        from tagan.embeddings import glove_vectors
 
         c = np.stack([glove_vectors(n.lower().replace("-", " ").split(), 0)[0].mean(0) for n in class_names])
         t, _ = glove_vectors(words, 0)
@@ -306,7 +306,7 @@ def examples_grid(
     from PIL import Image, ImageDraw
 
     try:
-        from pipeline.readers.images import load_image
+        from tagan.readers.images import load_image
     except ImportError:  # pragma: no cover - the reader is part of the pipeline
         load_image = None
     caption_h = 44
@@ -326,7 +326,7 @@ def examples_grid(
         draw.text((x + 3, y + cell + 16), (f"{label}: " + ", ".join(generated[i][:4]))[:38], fill=(0, 0, 160))
         draw.text((x + 3, y + cell + 30), ", ".join(generated[i][4:7])[:38], fill=(0, 0, 160))
     out.parent.mkdir(parents=True, exist_ok=True)
-    from pipeline.utils import atomic_path
+    from tagan.utils import atomic_path
 
     with atomic_path(out) as tmp:
         grid.save(tmp, format="PNG")

@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipeline import config
-from pipeline.config import Runtime, check
-from pipeline.readers import openclipart
-from pipeline.readers.images import TaggedImage
-from pipeline.utils import UserError, stage_main, write_json, write_text
+from tagan import config
+from tagan.config import Runtime, check
+from tagan.readers import openclipart
+from tagan.readers.images import TaggedImage
+from tagan.utils import UserError, stage_main, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def read_source(cfg: Params) -> list[TaggedImage]:
     if cfg.source == "openclipart":
         return list(openclipart.read_openclipart(cfg.openclipart_svg, cfg.openclipart_png))
     if cfg.source == "mirflickr":
-        from pipeline.readers import mirflickr
+        from tagan.readers import mirflickr
 
         root = mirflickr.prepare(
             cfg.mirflickr_root,
@@ -148,7 +148,7 @@ def read_source(cfg: Params) -> list[TaggedImage]:
             annotations=(cfg.mirflickr_annotations_url, cfg.mirflickr_annotations_md5),
         )
         return list(mirflickr.read_mirflickr(root))
-    from pipeline.readers import folder
+    from tagan.readers import folder
 
     assert cfg.folder is not None
     return list(folder.read_folder(cfg.folder))

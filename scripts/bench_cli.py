@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cli  # noqa: E402
-from pipeline.readers.images import load_image  # noqa: E402
+from tagan.readers.images import load_image  # noqa: E402
 
 log = logging.getLogger("bench_cli")
 
@@ -62,9 +62,9 @@ def synthetic_bundle(out: Path, vocab: int = 208, tag_dim: int = 200, seed: int 
     """A bundle with the paper preset's shapes and random weights (speed does not depend on the weights)."""
     import torch
 
-    from pipeline.models.tag_cgan import TagCGANConfig, build
-    from pipeline.tagging import TagIndex
-    from pipeline.utils import save_checkpoint, write_json
+    from tagan.models.tag_cgan import TagCGANConfig, build
+    from tagan.tagging import TagIndex
+    from tagan.utils import save_checkpoint, write_json
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

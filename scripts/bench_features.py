@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.image_features import extract_features  # noqa: E402
-from pipeline.models.backbones import build_backbone  # noqa: E402
-from pipeline.readers.images import ImageError, load_image  # noqa: E402
-from pipeline.readers.items import read_items  # noqa: E402
-from pipeline.utils import setup_logging  # noqa: E402
+from tagan.features import extract_features  # noqa: E402
+from tagan.models.backbones import build_backbone  # noqa: E402
+from tagan.readers.images import ImageError, load_image  # noqa: E402
+from tagan.readers.items import read_items  # noqa: E402
+from tagan.utils import setup_logging  # noqa: E402
 
 log = logging.getLogger("bench_features")
 

@@ -15,10 +15,10 @@ import json
 
 import numpy as np
 
-from pipeline import config
-from pipeline.metrics import parzen_log_likelihood, select_parzen_sigma
 from pipeline.mnist_cgan import Params
-from pipeline.readers.mnist import load_npz
+from tagan import config
+from tagan.metrics import parzen_log_likelihood, select_parzen_sigma
+from tagan.readers.mnist import load_npz
 
 
 def main() -> None:

@@ -203,13 +203,13 @@ WORDS = sorted({t for ts in TOPICS.values() for t in ts})
 def make_bundle(root: Path) -> Path:
     """A tiny real bundle: the tagging stages' run() (tag_embeddings, tag_cgan paper preset, tag_eval) on
     generated 1280-d features labelled with the backbone the CLI then runs (efficientnet_lite0)."""
-    from pipeline.config import Runtime
     from pipeline.tag_cgan import Params as CGANParams
     from pipeline.tag_cgan import run as train_cgan
     from pipeline.tag_embeddings import Params as EmbParams
     from pipeline.tag_embeddings import run as embed
     from pipeline.tag_eval import Params as EvalParams
     from pipeline.tag_eval import run as evaluate
+    from tagan.config import Runtime
 
     paths = make_tag_data(root / "data", dim=1280)
     with np.load(paths["features"]) as z:
@@ -221,7 +221,7 @@ def make_bundle(root: Path) -> Path:
             "d_maxout_units": 6, "d_maxout_pieces": 2, "steps": 10, "batch_size": 8, "checkpoint_every": 0,
             "log_every": 5}  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("pipeline.training.RESUME_DIR", root / "resume")
+        mp.setattr("tagan.training.RESUME_DIR", root / "resume")
         train_cgan(CGANParams(**tiny), runtime, "paper", paths["items"], paths["vocab"], paths["features"],
                    root / "emb", root / "paper.pt", root / "paper.csv")  # fmt: skip
     cfg = EvalParams(
@@ -422,7 +422,7 @@ def test_ctrl_c_leaves_no_partial_sidecar_or_output(tmp_path: Path, bundle: Path
     import signal
     import time
 
-    from pipeline.readers import xmp
+    from tagan.readers import xmp
 
     folder = tmp_path / "many"
     folder.mkdir()

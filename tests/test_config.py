@@ -1,4 +1,4 @@
-"""params.yaml validation (pipeline.config): one schema, errors name the key before any work."""
+"""params.yaml validation (tagan.config): one schema, errors name the key before any work."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Literal
 import pytest
 import yaml
 
-from pipeline import config
-from pipeline.config import ParamsError
+from tagan import config
+from tagan.config import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_missing_section_and_broken_yaml_are_readable(tmp_path: Path) -> None:
 
 def test_validate_all_checks_every_section_and_preset(tmp_path: Path) -> None:
     good = {"runtime": {}, "sample": {"lr": 0.5}, "gan": {"paper": {}, "strong": {"steps": 50}}}
-    out = config.validate_all(_write(tmp_path, good), SCHEMA)
+    out = config.validate_all(SCHEMA, _write(tmp_path, good))
     assert out["gan.strong"].steps == 50 and out["sample"].lr == 0.5
     cases = [
         ({**good, "smaple": {}}, "smaple: unknown section; allowed sections are gan, runtime, sample"),
@@ -124,14 +124,16 @@ def test_validate_all_checks_every_section_and_preset(tmp_path: Path) -> None:
     ]
     for data, message in cases:
         with pytest.raises(ParamsError) as err:
-            config.validate_all(_write(tmp_path, data), SCHEMA)
+            config.validate_all(SCHEMA, _write(tmp_path, data))
         assert str(err.value).startswith(message)
 
 
 def test_schema_lists_every_params_yaml_section() -> None:
-    """Each top-level section of the real params.yaml has a Params class in SCHEMA."""
+    """Each top-level section of the real params.yaml has a Params class in the stage registry."""
+    from pipeline import STAGES
+
     sections = set(config.read_params(ROOT / "params.yaml"))
-    assert sections <= {key.split(".")[0] for key in config.SCHEMA}
+    assert sections <= {key.split(".")[0] for key in STAGES}
 
 
 def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -142,16 +144,16 @@ def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_python_m_pipeline_config_validates_the_real_params_yaml(tmp_path: Path) -> None:
+def test_python_m_pipeline_validates_the_real_params_yaml(tmp_path: Path) -> None:
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    ok = _python(["-m", "pipeline.config"], tmp_path)
+    ok = _python(["-m", "pipeline"], tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "params.yaml: ok" in ok.stdout
 
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     data["runtime"]["num_threads"] = -1
     _write(tmp_path, data)
-    bad = _python(["-m", "pipeline.config"], tmp_path)
+    bad = _python(["-m", "pipeline"], tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: params.yaml: runtime.num_threads: must be >= 0, got -1"
 

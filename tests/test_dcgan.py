@@ -11,9 +11,9 @@ import torch
 from test_mnist_cgan import write_fixtures
 from torch import nn
 
-from pipeline import config, training, utils
 from pipeline.dcgan import Params, labelled_subset, run, svm_accuracy, to_dcgan_input, to_unit_28, train
-from pipeline.models.dcgan import ModelConfig, build
+from tagan import config, training, utils
+from tagan.models.dcgan import ModelConfig, build
 
 
 def tiny(**kw: object) -> Params:

@@ -35,6 +35,9 @@ def stages(root: Path = ROOT) -> dict[str, dict[str, Any]]:
     return out
 
 
+PACKAGES = ("pipeline", "tagan")  # the stages and the library: their files are code deps
+
+
 def _module_file(name: str, root: Path) -> Path | None:
     """pipeline.a.b -> pipeline/a/b.py (or the package's __init__.py); None outside the repo."""
     base = root / Path(*name.split("."))
@@ -46,7 +49,7 @@ def _module_file(name: str, root: Path) -> Path | None:
 
 
 def import_closure(module: str, root: Path = ROOT) -> set[str]:
-    """Repo-relative paths of every pipeline module `module` imports, transitively (itself included)."""
+    """Repo-relative paths of every pipeline/tagan module `module` imports, transitively (itself included)."""
     seen: set[str] = set()
     todo = [module]
     while todo:
@@ -56,8 +59,8 @@ def import_closure(module: str, root: Path = ROOT) -> set[str]:
         seen.add(str(path.relative_to(root)))
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                todo += [a.name for a in node.names if a.name.startswith("pipeline")]
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+                todo += [a.name for a in node.names if a.name.split(".")[0] in PACKAGES]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
                 todo.append(node.module)
                 todo += [f"{node.module}.{a.name}" for a in node.names]  # `from pipeline import x`
     return {p for p in seen if not p.endswith("__init__.py")}
@@ -75,7 +78,7 @@ def test_every_stage_lists_exactly_the_modules_it_imports() -> None:
     problems = []
     for name, stage in stages().items():
         imported, deps = stage_modules(stage), set(stage.get("deps", []))
-        code_deps = {d for d in deps if d.startswith("pipeline/") and d.endswith(".py")}
+        code_deps = {d for d in deps if d.split("/")[0] in PACKAGES and d.endswith(".py")}
         if imported - deps:
             problems.append(f"{name}: add {sorted(imported - deps)} to deps (the stage imports them)")
         if code_deps - imported:
@@ -87,7 +90,7 @@ def test_stage_deps_and_params_exist() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, stage in stages().items():
         for dep in stage.get("deps", []):
-            if dep.startswith("pipeline/"):
+            if dep.split("/")[0] in PACKAGES:
                 assert (ROOT / dep).exists(), f"dvc.yaml stage {name}: dep {dep} does not exist"
         for section in stage.get("params", []):
             node = params

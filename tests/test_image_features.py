@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 from pipeline import image_features
-from pipeline.config import ParamsError, Runtime, from_dict
-from pipeline.image_features import Params, extract_features, load_features, run, shard_bounds
-from pipeline.models.backbones import Backbone, build_backbone
-from pipeline.utils import UserError
+from pipeline.image_features import Params, run
+from tagan.config import ParamsError, Runtime, from_dict
+from tagan.features import extract_features, load_features, shard_bounds
+from tagan.models.backbones import Backbone, build_backbone
+from tagan.utils import UserError
 
 SIZE = 64  # tiny network input keeps the real backbone fast
 
@@ -56,7 +57,7 @@ def test_backbone_shapes(backbone: Backbone) -> None:
 
 
 def test_pad_fit_keeps_the_whole_image_on_white() -> None:
-    from pipeline.models.backbones import _pil_transform
+    from tagan.models.backbones import _pil_transform
 
     x = _pil_transform(SIZE, [0.5] * 3, [0.5] * 3, "pad")(Image.new("RGB", (100, 50), (0, 0, 0)))
     assert x.shape == (3, SIZE, SIZE)

@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 from scipy.special import logsumexp
 
-from pipeline.metrics import frechet_distance, parzen_log_likelihood, select_parzen_sigma
+from tagan.metrics import frechet_distance, parzen_log_likelihood, select_parzen_sigma
 
 # --- generative: Parzen window ---------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 from test_mnist_classifier import fake_mnist  # tests/ is on sys.path
 
-from pipeline import config, training, utils
 from pipeline.mnist_cgan import (
     Params,
     generate,
@@ -20,8 +19,9 @@ from pipeline.mnist_cgan import (
     schedule,
     train,
 )
-from pipeline.models.mnist import ClassifierConfig, MnistClassifier
-from pipeline.models.mnist_cgan import Maxout, ModelConfig, build, sample_noise
+from tagan import config, training, utils
+from tagan.models.mnist import ClassifierConfig, MnistClassifier
+from tagan.models.mnist_cgan import Maxout, ModelConfig, build, sample_noise
 
 PAPER = dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform", dropout=0.5, spectral_norm=False,
              optimizer="sgd", lr=0.1, lr_decay=1.00004, momentum=0.5, momentum_final=0.7,

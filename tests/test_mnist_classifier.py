@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import config
-from pipeline.config import ParamsError, Runtime
-from pipeline.mnist_classifier import Params, load_classifier, random_shift, run
-from pipeline.models.mnist import ClassifierConfig, MnistClassifier, infer
-from pipeline.utils import UserError, read_json, save_npz
+from pipeline.mnist_classifier import Params, random_shift, run
+from tagan import config
+from tagan.config import ParamsError, Runtime
+from tagan.models.mnist import ClassifierConfig, MnistClassifier, infer, load_classifier
+from tagan.utils import UserError, read_json, save_npz
 
 
 def fake_mnist(n_train: int = 512, n_eval: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
@@ -139,7 +139,7 @@ def test_malformed_params_name_the_key(section: dict, key: str) -> None:
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed at step 10 with resume files every 4 steps: the rerun resumes at 8 and ends bit-identical."""
     import pipeline.mnist_classifier as stage
-    import pipeline.training as training
+    import tagan.training as training
 
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")
     save_npz(tmp_path / "mnist.npz", **fake_mnist(n_train=256))

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import config
-from pipeline.config import ParamsError, Runtime
 from pipeline.mnist_data import Params, run
-from pipeline.readers import mnist as reader
-from pipeline.utils import UserError, save_npz
+from tagan import config
+from tagan.config import ParamsError, Runtime
+from tagan.readers import mnist as reader
+from tagan.utils import UserError, save_npz
 
 
 def make_idx_set(root: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict[str, Path]:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_mnist_classifier import fake_mnist  # pytest puts tests/ on sys.path
 
-from pipeline.mnist_eval import evaluate_generator
-from pipeline.models.mnist import ClassifierConfig, MnistClassifier
+from tagan.mnist_eval import evaluate_generator
+from tagan.models.mnist import ClassifierConfig, MnistClassifier
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from pipeline.readers.folder import read_folder
-from pipeline.readers.images import ImageError, load_image
-from pipeline.readers.mirflickr import prepare, read_mirflickr, safe_extract
-from pipeline.readers.openclipart import read_openclipart
-from pipeline.utils import UserError
+from tagan.readers.folder import read_folder
+from tagan.readers.images import ImageError, load_image
+from tagan.readers.mirflickr import prepare, read_mirflickr, safe_extract
+from tagan.readers.openclipart import read_openclipart
+from tagan.utils import UserError
 
 XMP = """<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import ParamsError, Runtime, from_dict
-from pipeline.models.tag_cgan import Maxout, TagCGANConfig, build, load_generator, sample
 from pipeline.tag_cgan import Params, run, val_p_at_5
 from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
-from pipeline.tagging import TagIndex, read_tag_data
-from pipeline.utils import load_checkpoint
+from tagan.config import ParamsError, Runtime, from_dict
+from tagan.models.tag_cgan import Maxout, TagCGANConfig, build, load_generator, sample
+from tagan.tagging import TagIndex, read_tag_data
+from tagan.utils import load_checkpoint
 from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data
 
 TINY = TINY_TAG_CGAN
@@ -90,7 +90,7 @@ def tiny_run(tiny_data, name: str, tmp: Path, **kw) -> dict:
 
 
 def test_tiny_run_writes_checkpoint_with_config(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr("pipeline.training.RESUME_DIR", tmp_path / "resume")
+    monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
     m = tiny_run(tiny_data, "paper", tmp_path)
     assert m["steps"] == 6 and 0.0 <= m["val_sample_hit"] <= 1.0
     ckpt = load_checkpoint(tmp_path / "paper.pt")
@@ -100,7 +100,7 @@ def test_tiny_run_writes_checkpoint_with_config(tiny_data, tmp_path, monkeypatch
 
 
 def test_seed_determinism_and_strong_options(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr("pipeline.training.RESUME_DIR", tmp_path / "resume")
+    monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
     kw = dict(
         output="vocab",
         aux_weight=1.0,
@@ -120,7 +120,7 @@ def test_seed_determinism_and_strong_options(tiny_data, tmp_path, monkeypatch):
 
 
 def test_model_selection_keeps_the_best_val_step(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr("pipeline.training.RESUME_DIR", tmp_path / "resume")
+    monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
     kw = dict(output="vocab", aux_weight=1.0, optimizer="adam", lr_g=1e-2, lr_d=1e-3, select_samples=5)
     m = tiny_run(tiny_data, "sel", tmp_path, select_every=2, **kw)
     assert m["selected_step"] in (2, 4, 6) and 0.0 <= m["selected_val_p_at_5"] <= 1.0

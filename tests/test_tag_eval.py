@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import metrics
-from pipeline.config import Runtime
 from pipeline.tag_cgan import Params as CGANParams
 from pipeline.tag_cgan import run as train_cgan
 from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
 from pipeline.tag_eval import Params, class_to_tag_matrix, run
-from pipeline.tagger import Tagger
-from pipeline.tagging import read_tag_data
-from pipeline.utils import UserError
+from tagan import metrics
+from tagan.config import Runtime
+from tagan.tagger import Tagger
+from tagan.tagging import read_tag_data
+from tagan.utils import UserError
 from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data
 
 
@@ -58,7 +58,7 @@ def test_class_names_map_to_tags_by_exact_word_with_glove():
 
 
 def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeypatch):
-    monkeypatch.setattr("pipeline.training.RESUME_DIR", tmp_path / "resume")
+    monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
     paths = make_tag_data(tmp_path / "data")
     embed(EmbParams(dim=8, epochs=5), Runtime(), paths["items"], paths["vocab"], tmp_path / "emb")
     tiny = dict(

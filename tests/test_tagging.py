@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.tagging import TagIndex, decode_votes, knn_scores, read_tag_data, top_from_scores
-from pipeline.utils import UserError
+from tagan.tagging import TagIndex, decode_votes, knn_scores, read_tag_data, top_from_scores
+from tagan.utils import UserError
 from tests.tag_fixtures import make_tag_data
 
 

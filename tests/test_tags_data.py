@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.config import ParamsError, Runtime, from_dict
-from pipeline.readers.images import TaggedImage
-from pipeline.readers.items import read_items
 from pipeline.tags_data import Params, build, cap_groups, clean_tags, run, split_by_group
+from tagan.config import ParamsError, Runtime, from_dict
+from tagan.readers.images import TaggedImage
+from tagan.readers.items import read_items
 
 
 def collection(n_groups: int = 20, per_group: int = 10) -> list[TaggedImage]:

@@ -1,4 +1,4 @@
-"""Resumable, deterministic and distributed training plumbing (pipeline.training)."""
+"""Resumable, deterministic and distributed training plumbing (tagan.training)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import training
-from pipeline.utils import atomic_path
+from tagan import training
+from tagan.utils import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "tests" / "toy_gan.py"
@@ -144,7 +144,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> 
 
 
 def test_torch_save_is_byte_identical_across_runs(tmp_path: Path) -> None:
-    from pipeline.utils import torch_save
+    from tagan.utils import torch_save
 
     obj = {"w": torch.arange(6.0).view(2, 3), "config": {"z": 4}}
     torch_save(tmp_path / "a.pt", obj)
@@ -157,7 +157,7 @@ def test_write_json_writes_standard_json_with_null_for_nan(tmp_path: Path) -> No
 
     import numpy as np
 
-    from pipeline.utils import write_json
+    from tagan.utils import write_json
 
     path = tmp_path / "m.json"
     write_json(path, {"p": float("nan"), "q": np.float32(0.5), "r": [float("inf"), 1], "s": np.int64(3)})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.readers import xmp
+from tagan.readers import xmp
 
 DIGIKAM_SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">

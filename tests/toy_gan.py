@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# Each rank may get its own resume dir (set before pipeline.training reads TAGAN_RESUME_DIR), so a
+# Each rank may get its own resume dir (set before tagan.training reads TAGAN_RESUME_DIR), so a
 # test can see which ranks wrote files.
 if os.environ.get("TOY_RESUME_DIR_PER_RANK"):
     os.environ["TAGAN_RESUME_DIR"] = f"resume_rank{os.environ.get('RANK', '0')}"
 
-from pipeline import training  # noqa: E402
-from pipeline.utils import save_checkpoint, seed_everything, setup_logging  # noqa: E402
+from tagan import training  # noqa: E402
+from tagan.utils import save_checkpoint, seed_everything, setup_logging  # noqa: E402
 
 log = logging.getLogger("toy_gan")
 Z_DIM, X_DIM, N_CLASSES = 8, 16, 4

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pipeline.utils import resolve_device, set_threads, torch_save
+from tagan.utils import resolve_device, set_threads, torch_save
 
 log = logging.getLogger(__name__)
 RESUME_DIR = Path(os.environ.get("TAGAN_RESUME_DIR", ".resume"))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.utils import UserError, atomic_path
+from tagan.utils import UserError, atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.tag_cgan import FeatureNorm
+from tagan.models.tag_cgan import FeatureNorm
 
 
 @dataclass

@@ -182,7 +182,7 @@ def progress(
 
 def stage_main(fn: Callable[[], Any]) -> None:
     """Run a stage's main(): params and user errors become one readable line and exit status 2."""
-    from pipeline.config import ParamsError
+    from tagan.config import ParamsError
 
     setup_logging()
     try:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.layers import Maxout
+from tagan.models.layers import Maxout
 
 NUM_CLASSES = 10
 IMAGE_PIXELS = 28 * 28

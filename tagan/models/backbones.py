@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from pipeline.utils import UserError
+from tagan.utils import UserError
 
 log = logging.getLogger(__name__)
 

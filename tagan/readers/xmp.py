@@ -13,7 +13,7 @@ from typing import Literal
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from pipeline.utils import atomic_path
+from tagan.utils import atomic_path
 
 NS = {
     "x": "adobe:ns:meta/",

@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 import torch
 
-from pipeline.utils import UserError, atomic_path, read_json, write_json
+from tagan.utils import UserError, atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 

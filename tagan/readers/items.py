@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.utils import UserError
+from tagan.utils import UserError
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.tagging import (
+from tagan.tagging import (
     TagIndex,
     Tags,
     decode_votes,
@@ -20,7 +20,7 @@ from pipeline.tagging import (
     top_from_scores,
     zeroshot_scores,
 )
-from pipeline.utils import UserError, load_checkpoint, read_json
+from tagan.utils import UserError, load_checkpoint, read_json
 
 
 class Tagger:
@@ -63,15 +63,15 @@ class Tagger:
     def _prepare(self) -> None:
         d, m = self.model_dir, self.method
         if m.startswith("cgan_"):
-            from pipeline.models.tag_cgan import load_generator
+            from tagan.models.tag_cgan import load_generator
 
             self._generator = load_generator(load_checkpoint(d / f"{m}.pt"))
         elif m == "regressor":
-            from pipeline.models.tag_baselines import load_model
+            from tagan.models.tag_baselines import load_model
 
             self._generator = load_model(load_checkpoint(d / "regressor.pt"))
         elif m == "classifier":
-            from pipeline.models.tag_baselines import load_model
+            from tagan.models.tag_baselines import load_model
 
             self._scorer = load_model(load_checkpoint(d / "classifier.pt"))
         elif m == "knn":
@@ -111,7 +111,7 @@ class Tagger:
         if self.method == "regressor":
             with torch.no_grad():
                 return self._generator(x)[:, None, :]
-        from pipeline.models.tag_cgan import sample
+        from tagan.models.tag_cgan import sample
 
         return sample(self._generator, x, samples, seed)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from tagan.utils import UserError, load_checkpoint
 
 
 @dataclass
@@ -71,3 +75,19 @@ def infer(
             (0, model.config.num_classes), np.float32
         )
     return torch.cat(feats).numpy(), torch.cat(logits).numpy()
+
+
+def load_classifier(path: Path | str, device: torch.device | str = "cpu") -> MnistClassifier:
+    """The trained classifier from its checkpoint, in eval mode on `device`."""
+    ckpt = load_checkpoint(path, map_location=device)
+    try:
+        fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
+        model_cfg = {k: v for k, v in ckpt["config"]["model"].items() if k in fields}
+        model_cfg["channels"] = tuple(model_cfg["channels"])
+        model = MnistClassifier(config=ClassifierConfig(**model_cfg))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise UserError(
+            f"{path} is not an mnist_classifier checkpoint ({e}); rebuild it with `dvc repro mnist_classifier`"
+        ) from None
+    return model.to(device, memory_format=torch.channels_last).eval()

@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pipeline.readers.images import TaggedImage
-from pipeline.utils import UserError, atomic_path
+from tagan.readers.images import TaggedImage
+from tagan.utils import UserError, atomic_path
 
 log = logging.getLogger(__name__)
 

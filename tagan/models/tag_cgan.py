@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.layers import Maxout
+from tagan.models.layers import Maxout
 
 
 @dataclass

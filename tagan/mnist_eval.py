@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.metrics import frechet_distance, parzen_log_likelihood, select_parzen_sigma
-from pipeline.models.mnist import MnistClassifier, infer
+from tagan.metrics import frechet_distance, parzen_log_likelihood, select_parzen_sigma
+from tagan.models.mnist import MnistClassifier, infer
 
 log = logging.getLogger(__name__)
 

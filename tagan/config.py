@@ -209,23 +209,6 @@ class Runtime:
         check(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
 
 
-# One schema for params.yaml: section -> "module:Class". Each stage module owns its Params class.
-SCHEMA: dict[str, str | type] = {
-    "runtime": "pipeline.config:Runtime",
-    "mnist_data": "pipeline.mnist_data:Params",
-    "mnist_classifier": "pipeline.mnist_classifier:Params",
-    "mnist_cgan.paper": "pipeline.mnist_cgan:Params",
-    "mnist_cgan.strong": "pipeline.mnist_cgan:Params",
-    "dcgan": "pipeline.dcgan:Params",
-    "tags_data": "pipeline.tags_data:Params",
-    "image_features": "pipeline.image_features:Params",
-    "tag_embeddings": "pipeline.tag_embeddings:Params",
-    "tag_cgan.paper": "pipeline.tag_cgan:Params",
-    "tag_cgan.strong": "pipeline.tag_cgan:Params",
-    "tag_eval": "pipeline.tag_eval:Params",
-}
-
-
 def _resolve(target: str | type) -> type:
     import importlib
 
@@ -235,9 +218,8 @@ def _resolve(target: str | type) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def validate_all(path: Path = PARAMS_FILE, schema: dict[str, str | type] | None = None) -> dict[str, Any]:
-    """Validate every section of params.yaml against SCHEMA; returns section -> params object."""
-    schema = SCHEMA if schema is None else schema
+def validate_all(schema: dict[str, str | type], path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """Validate every section of params.yaml against `schema` (section -> Params class or "module:Class")."""
     data = read_params(path)
     tops = {key.split(".")[0] for key in schema}
     unknown = sorted(set(data) - tops)
@@ -265,17 +247,3 @@ def load_stage(cls: type[T], dotted: str, path: Path = PARAMS_FILE) -> tuple[T, 
     data = read_params(path)
     runtime = from_dict(Runtime, data.get("runtime", {}), "runtime")
     return from_dict(cls, section(data, dotted), dotted), runtime
-
-
-if __name__ == "__main__":  # python -m pipeline.config: validate the whole params.yaml
-    import sys
-
-    # Use the importable module, not this __main__ copy: the stages' Params raise its ParamsError.
-    from pipeline import config as _config
-
-    try:
-        _config.validate_all()
-    except _config.ParamsError as e:
-        print(f"error: params.yaml: {e}", file=sys.stderr)
-        sys.exit(2)
-    print("params.yaml: ok")

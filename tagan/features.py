@@ -1,0 +1,212 @@
+"""Image features: robust batched decoding + a pretrained backbone's pooled features (stage and CLI share it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tagan.config import check, positive
+from tagan.models.backbones import Backbone
+from tagan.readers.images import DEFAULT_MAX_PIXELS, ImageError, load_image
+from tagan.utils import UserError, progress, save_npz, write_json, write_text
+
+log = logging.getLogger(__name__)
+RESUME_DIR = (
+    Path(os.environ.get("TAGAN_RESUME_DIR", ".resume")) / "image_features"
+)  # shard files, git-ignored
+
+
+@dataclass
+class FeatureConfig:
+    """How features are extracted: backbone, input size and fit, batching, decoding limits.
+
+    The tagger bundle carries this config, so the CLI extracts features exactly as the pipeline did.
+    """
+
+    backbone: str = "efficientnet_lite0"  # or a torchvision model (resnet50, ...) with locally cached weights
+    image_size: int = 224  # network input side
+    fit: Literal["crop", "pad"] = (
+        "crop"  # crop: ImageNet centre crop; pad: whole image padded square on white
+    )
+    batch_size: int = 4
+    max_side: int = (
+        320  # images are decoded (JPEG draft) and shrunk to at most this side before the transform
+    )
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb guard: bigger files are skipped with a reason
+
+    def __post_init__(self) -> None:
+        for key in ("image_size", "batch_size", "max_pixels"):
+            positive(key, getattr(self, key))
+        check(self.max_side >= self.image_size, "max_side", f"must be >= image_size ({self.image_size})")
+
+
+class _Decode(Dataset):
+    """Decode + transform one path; failures become (index, None, reason) instead of exceptions."""
+
+    def __init__(self, paths: list[Path], backbone: Backbone, max_side: int, max_pixels: int) -> None:
+        self.paths, self.transform = paths, backbone.transform
+        self.max_side, self.max_pixels = max_side, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            image = load_image(self.paths[i], self.max_side, max_pixels=self.max_pixels)
+        except ImageError as e:
+            return i, None, e.reason
+        return i, self.transform(image), None  # (3, S, S)
+
+
+def _collate(
+    batch: list[tuple[int, torch.Tensor | None, str | None]],
+) -> tuple[list[int], torch.Tensor | None, list]:
+    """Stack the decoded images of a batch; keep every item's index and failure reason."""
+    ok = [t for _, t, _ in batch if t is not None]
+    return [i for i, _, _ in batch], (torch.stack(ok) if ok else None), [r for _, _, r in batch]
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def extract_features(
+    paths: Iterable[Path],
+    backbone: Backbone,
+    *,
+    batch_size: int = 4,
+    workers: int = 2,
+    max_side: int = 320,
+    device: torch.device | str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
+    """Yield (path, (dim,) float32 feature, None) or (path, None, reason) per path, in input order.
+
+    Workers decode (load_image + backbone.transform) while the main process runs the network; at most
+    about (workers * 2 + 1) batches are in memory at once. `device` is accepted for symmetry: the
+    backbone already lives on its device.
+    """
+    del device
+    paths = [Path(p) for p in paths]
+    if not paths:
+        return
+    loader = DataLoader(
+        _Decode(paths, backbone, max_side, max_pixels),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+        pin_memory=backbone.device.type == "cuda",
+    )
+    for indices, images, reasons in loader:
+        feats = backbone(images).numpy() if images is not None else None  # (B_ok, dim)
+        k = 0
+        for i, reason in zip(indices, reasons):
+            if reason is None:
+                assert feats is not None
+                yield paths[i], feats[k], None
+                k += 1
+            else:
+                yield paths[i], None, reason
+
+
+def shard_bounds(n: int, num_shards: int, batch_size: int) -> list[tuple[int, int]]:
+    """Contiguous [start, end) ranges aligned to whole batches, so shards batch exactly like one process."""
+    batches = -(-n // batch_size)
+    per = -(-batches // num_shards)
+    return [(min(n, s * per * batch_size), min(n, (s + 1) * per * batch_size)) for s in range(num_shards)]
+
+
+def run_key(cfg: FeatureConfig, ids: list[str], paths: list[str]) -> str:
+    """Hash of everything that determines the features (params that matter + the image list)."""
+    h = hashlib.sha256(
+        json.dumps(
+            [cfg.backbone, cfg.image_size, cfg.fit, cfg.batch_size, cfg.max_side, cfg.max_pixels]
+        ).encode()
+    )
+    for i, p in zip(ids, paths):
+        h.update(f"{i}\0{p}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def shard_path(resume: Path, shard: int, num_shards: int) -> Path:
+    return resume / f"shard-{shard:03d}-of-{num_shards:03d}.npz"
+
+
+def compute_shard(
+    cfg: FeatureConfig, workers: int, backbone: Backbone, ids: list[str], paths: list[str], out: Path
+) -> dict[str, Any]:
+    """Extract one shard's features and write them atomically to `out` (ids, features, skipped)."""
+    t0 = time.perf_counter()
+    keep_ids, feats, skipped = [], [], []
+    stream = extract_features(
+        [Path(p) for p in paths], backbone, batch_size=cfg.batch_size, workers=workers,
+        max_side=cfg.max_side, max_pixels=cfg.max_pixels,
+    )  # fmt: skip
+    for image_id, (path, feat, reason) in progress(zip(ids, stream), desc=out.stem, total=len(ids)):
+        if feat is None:
+            skipped.append(json.dumps({"id": image_id, "path": str(path), "reason": reason}))
+        else:
+            keep_ids.append(image_id)
+            feats.append(feat)
+    features = np.stack(feats).astype(np.float32) if feats else np.zeros((0, backbone.dim), np.float32)
+    seconds = time.perf_counter() - t0
+    save_npz(out, ids=np.array(keep_ids, dtype=str), features=features, skipped=np.array(skipped, dtype=str),
+             seconds=np.float64(seconds))  # fmt: skip
+    return {"images": len(keep_ids), "skipped": len(skipped), "seconds": seconds}
+
+
+def merge(
+    resume: Path, num_shards: int, backbone: str, out_dir: Path, metrics_path: Path, *, wall: float
+) -> dict:
+    """Concatenate shard files in order into features.npz + skipped.jsonl, write metrics, drop the shards."""
+    parts = [np.load(shard_path(resume, s, num_shards)) for s in range(num_shards)]
+    ids = np.concatenate([p["ids"] for p in parts]).astype(str)
+    features = np.concatenate([p["features"] for p in parts]).astype(np.float32)  # (N, F)
+    skipped = [json.loads(line) for p in parts for line in p["skipped"].tolist()]
+    seconds = float(sum(np.asarray(p["seconds"]).sum() for p in parts))  # extraction time summed over shards
+    out_dir = Path(out_dir)
+    save_npz(out_dir / "features.npz", ids=ids, features=features, backbone=np.array(backbone))
+    write_text(out_dir / "skipped.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in skipped))
+    n = len(ids) + len(skipped)
+    metrics = {
+        "images": len(ids),
+        "skipped": len(skipped),
+        "feature_dim": int(features.shape[1]),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(n / seconds, 2) if seconds > 0 else 0.0,
+        "wall_seconds": round(wall, 3),
+    }
+    write_json(metrics_path, metrics)
+    shutil.rmtree(resume, ignore_errors=True)
+    log.info(
+        "image_features: %d images (%d skipped), %.1f images/s",
+        len(ids),
+        len(skipped),
+        metrics["images_per_s"],
+    )
+    return metrics
+
+
+def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N,) str, features (N, F) float32) from a features.npz written by merge()."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found; run `dvc repro image_features` first")
+    with np.load(path) as z:
+        return z["ids"].astype(str), z["features"].astype(np.float32)

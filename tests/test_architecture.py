@@ -1,0 +1,53 @@
+"""The layout shows the architecture: stages -> library, CLI -> library, never the other way or sideways."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_NAMES = {"Params", "run", "main"}  # all a stage module defines
+
+
+def imports(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth (function-level imports count)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def stage_files() -> list[Path]:
+    return sorted(p for p in (ROOT / "pipeline").glob("*.py") if not p.name.startswith("__"))
+
+
+def test_the_library_never_imports_a_stage_or_the_cli() -> None:
+    bad = {
+        str(p.relative_to(ROOT)): sorted(m for m in imports(p) if m.split(".")[0] in ("pipeline", "cli"))
+        for p in (ROOT / "tagan").rglob("*.py")
+    }
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_a_stage_never_imports_another_stage() -> None:
+    for path in stage_files():
+        others = {m for m in imports(path) if m.startswith("pipeline.") and m != f"pipeline.{path.stem}"}
+        assert not others, f"{path.name} imports {sorted(others)}: move what they share into tagan/"
+
+
+def test_the_cli_imports_only_the_library() -> None:
+    assert not {m for m in imports(ROOT / "cli.py") if m.split(".")[0] == "pipeline"}
+
+
+def test_every_stage_is_registered_and_runs_from_dvc_yaml() -> None:
+    from pipeline import STAGES
+
+    registered = {target.split(":")[0] for target in STAGES.values() if target.startswith("pipeline.")}
+    dvc_yaml = (ROOT / "dvc.yaml").read_text()
+    for path in stage_files():
+        assert f"python -m pipeline.{path.stem}" in dvc_yaml, f"{path.name} is not a dvc.yaml stage"
+        assert f"pipeline.{path.stem}" in registered, f"{path.name} has no params section in pipeline.STAGES"
