@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_NAMES = {"Params", "run", "main"}  # all a stage module defines
 
@@ -23,6 +25,23 @@ def imports(path: Path) -> set[str]:
 
 def stage_files() -> list[Path]:
     return sorted(p for p in (ROOT / "pipeline").glob("*.py") if not p.name.startswith("__"))
+
+
+def top_level_definitions(path: Path) -> set[str]:
+    """Names of the functions and classes a module defines outside any function or class (under if/try too)."""
+    found: set[str] = set()
+    todo: list[ast.AST] = [ast.parse(path.read_text())]
+    while todo:
+        for node in ast.iter_child_nodes(todo.pop()):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found.add(node.name)
+            elif isinstance(node, ast.stmt):
+                todo.append(node)
+    return found
+
+
+# thinned by the GAN-trainer change of issue 12 (another branch); strict for every other stage
+GAN_STAGES = {"mnist_cgan.py", "dcgan.py", "tag_cgan.py"}
 
 
 def test_the_library_never_imports_a_stage_or_the_cli() -> None:
@@ -51,3 +70,31 @@ def test_every_stage_is_registered_and_runs_from_dvc_yaml() -> None:
     for path in stage_files():
         assert f"python -m pipeline.{path.stem}" in dvc_yaml, f"{path.name} is not a dvc.yaml stage"
         assert f"pipeline.{path.stem}" in registered, f"{path.name} has no params section in pipeline.STAGES"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=False, reason="GAN stage not yet thinned"))
+        if p.name in GAN_STAGES
+        else p
+        for p in stage_files()
+    ],
+    ids=lambda p: p.stem,
+)
+def test_a_stage_module_defines_only_params_run_and_main(path: Path) -> None:
+    defined = top_level_definitions(path)
+    assert defined == STAGE_NAMES, (
+        f"{path.name} defines {sorted(defined - STAGE_NAMES)} besides Params/run/main (move them into tagan/)"
+        if defined - STAGE_NAMES
+        else f"{path.name} lacks {sorted(STAGE_NAMES - defined)}"
+    )
+
+
+def test_top_level_definitions_sees_through_if_and_try_but_not_into_functions(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import os\nX = 1\nclass Params: pass\ndef run():\n    def inner(): pass\n"
+        "if X:\n    def helper(): pass\ntry:\n    class Extra: pass\nexcept ImportError:\n    pass\n"
+    )
+    assert top_level_definitions(module) == {"Params", "run", "helper", "Extra"}

@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.mnist_classifier import Params, random_shift, run
+from pipeline.mnist_classifier import Params, run
 from tagan import config
+from tagan.classifier import random_shift
 from tagan.config import ParamsError, Runtime
 from tagan.models.mnist import ClassifierConfig, MnistClassifier, infer, load_classifier
 from tagan.utils import UserError, read_json, save_npz
@@ -138,7 +139,7 @@ def test_malformed_params_name_the_key(section: dict, key: str) -> None:
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed at step 10 with resume files every 4 steps: the rerun resumes at 8 and ends bit-identical."""
-    import pipeline.mnist_classifier as stage
+    import tagan.classifier as classifier
     import tagan.training as training
 
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")
@@ -149,18 +150,18 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch
         return [tmp_path / "mnist.npz", *(tmp_path / f"{name}.{ext}" for ext in ("pt", "json", "csv"))]
 
     run(cfg, Runtime(device="cpu", num_threads=1), *outputs("straight"))
-    real_batch_indices = stage.batch_indices
+    real_batch_indices = classifier.batch_indices
 
     def dying(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
         if step == 10:
             raise KeyboardInterrupt
         return real_batch_indices(n, batch_size, step, seed)
 
-    monkeypatch.setattr(stage, "batch_indices", dying)
+    monkeypatch.setattr(classifier, "batch_indices", dying)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, Runtime(device="cpu", num_threads=1), *outputs("resumed"))
     assert list((tmp_path / "resume").glob("mnist_classifier-*.pt"))
-    monkeypatch.setattr(stage, "batch_indices", real_batch_indices)
+    monkeypatch.setattr(classifier, "batch_indices", real_batch_indices)
     run(cfg, Runtime(device="cpu", num_threads=1), *outputs("resumed"))
 
     a = torch.load(tmp_path / "straight.pt", weights_only=True)["state_dict"]

@@ -9,8 +9,9 @@ from pipeline.tag_cgan import Params as CGANParams
 from pipeline.tag_cgan import run as train_cgan
 from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
-from pipeline.tag_eval import Params, class_to_tag_matrix, run
+from pipeline.tag_eval import Params, run
 from tagan import metrics
+from tagan.baselines import class_to_tag_matrix
 from tagan.config import Runtime
 from tagan.tagger import Tagger
 from tagan.tagging import read_tag_data

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.tags_data import Params, build, cap_groups, clean_tags, run, split_by_group
+from pipeline.tags_data import Params, run
+from tagan.collection import build, cap_groups, clean_tags, split_by_group
 from tagan.config import ParamsError, Runtime, from_dict
 from tagan.readers.images import TaggedImage
 from tagan.readers.items import read_items

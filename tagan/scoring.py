@@ -1,0 +1,94 @@
+"""Scoring tag predictions on a split, and the tag CGAN's two decodings (the paper's and one tuned on val)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from tagan import metrics
+from tagan.models.tag_cgan import load_generator, sample
+from tagan.tagging import TagData, TagIndex, Tags, decode_votes
+from tagan.utils import UserError
+
+log = logging.getLogger(__name__)
+
+
+def words_of(tags: Tags) -> list[list[str]]:
+    """The ranked words of each image, scores dropped."""
+    return [[w for w, _ in row] for row in tags]
+
+
+def score(tags: Tags, data: TagData, rows: np.ndarray, vocab_size: int) -> dict[str, float]:
+    """Tagging metrics of `tags` (one list per row of `rows`) against the rows' user tags."""
+    return metrics.tagging_metrics(words_of(tags), [set(data.tags[r]) for r in rows], vocab_size)
+
+
+def tune_decoding(
+    generated_val: torch.Tensor,
+    index: TagIndex,
+    data: TagData,
+    val: np.ndarray,
+    *,
+    neighbors_grid: list[int],
+    top_k: int,
+) -> dict[str, Any]:
+    """Neighbours per sample and vote weighting with the best val P@5 (generated_val: (B, S, D))."""
+    best: dict[str, Any] = {}
+    for weighted in (False, True):
+        for nb in neighbors_grid:
+            p5 = score(
+                decode_votes(generated_val, index, neighbors=nb, top_k=top_k, weighted=weighted),
+                data,
+                val,
+                len(index),
+            )["p_at_5"]
+            log.info("val decoding neighbors=%d weighted=%s: P@5 %.4f", nb, weighted, p5)
+            if p5 > best.get("val_p_at_5", -1.0):
+                best = {"neighbors": nb, "weighted": weighted, "val_p_at_5": p5}
+    return best
+
+
+def evaluate_cgan(
+    ckpt: dict[str, Any],
+    index: TagIndex,
+    data: TagData,
+    val: np.ndarray,
+    test: np.ndarray,
+    *,
+    samples: int,
+    neighbors: int,
+    top_k: int,
+    tuned_samples: int,
+    tuned_neighbors: list[int],
+    seed: int,
+) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, Tags]]:
+    """Paper decoding and val-tuned decoding (tuned_samples, neighbours, weighting) on test, plus sample diversity.
+
+    Returns (metrics, tuned decoding, tags), the first and last keyed by method suffix: "" (paper) and "_tuned".
+    """
+    if ckpt["config"].get("vocab") not in (None, index.words):
+        raise UserError("a CGAN checkpoint was trained on another vocabulary; re-run `dvc repro tag_cgan`")
+    g = load_generator(ckpt)
+    x_val, x_test = torch.from_numpy(data.features[val]), torch.from_numpy(data.features[test])
+    gen_test = sample(g, x_test, samples, seed)  # (B, S, D)
+    paper_tags = decode_votes(gen_test, index, neighbors=neighbors, top_k=top_k)
+    _, nearest = index.search(gen_test.reshape(-1, index.dim).numpy(), 1)
+    div = metrics.sample_diversity(gen_test.numpy(), nearest.reshape(len(test), samples))
+    tuned = tune_decoding(
+        sample(g, x_val, tuned_samples, seed), index, data, val, neighbors_grid=tuned_neighbors, top_k=top_k
+    )
+    gen_test = sample(g, x_test, tuned_samples, seed)
+    tuned_tags = decode_votes(
+        gen_test, index, neighbors=tuned["neighbors"], top_k=top_k, weighted=tuned["weighted"]
+    )
+    paper = {**score(paper_tags, data, test, len(index)), **div}
+    tuned_m = {
+        **score(tuned_tags, data, test, len(index)),
+        "neighbors": tuned["neighbors"],
+        "weighted": int(tuned["weighted"]),
+        "samples": tuned_samples,
+    }
+    return {"": paper, "_tuned": tuned_m}, tuned, {"": paper_tags, "_tuned": tuned_tags}
