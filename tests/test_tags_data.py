@@ -73,15 +73,24 @@ def test_build_rows_follow_the_contract() -> None:
 
 
 def test_vocabulary_counts_only_train_uses() -> None:
-    items = collection(10, 4)
-    items.append(TaggedImage("solo/1", Path("/x/solo.png"), "solo", ["rare"]))
-    rows, vocab, _ = build(items, Params(min_count=1, max_per_group=0, seed=0))
-    rare_split = (
-        next(r["split"] for r in rows if r["id"] == "solo/1")
-        if any(r["id"] == "solo/1" for r in rows)
-        else None
-    )
-    assert ("rare" in vocab["tags"]) == (rare_split == "train")
+    """Each group has its own tag, used by all 4 of its images: in the vocabulary iff the group is in train."""
+    own_tag = {f"g{g}": f"only{letter}" for g, letter in enumerate("abcdefghijkl")}
+    items = [
+        TaggedImage(f"{group}/i{i}", Path(f"/x/{group}/i{i}.png"), group, [tag, "common"])
+        for group, tag in own_tag.items()
+        for i in range(4)
+    ]
+    rows, vocab, metrics = build(items, Params(min_count=3, max_per_group=0, fractions=(0.5, 0.25, 0.25)))
+    split_of = {
+        r["group"]: r["split"] for r in rows
+    }  # every image keeps a row ("common" is in the vocabulary)
+    assert len(rows) == 48 and set(split_of.values()) == {"train", "val", "test"}
+    train_groups = {group for group, split in split_of.items() if split == "train"}
+    assert vocab["tags"] == sorted([own_tag[group] for group in train_groups] + ["common"])
+    assert vocab["train_counts"] == {"common": 4 * len(train_groups), **{own_tag[g]: 4 for g in train_groups}}
+    assert metrics["train_images"] == 4 * len(train_groups)
+    for r in rows:  # val/test images keep only the tags train also uses
+        assert r["tags"] == ([own_tag[r["group"]]] if r["group"] in train_groups else []) + ["common"]
 
 
 def test_params_are_validated() -> None:
