@@ -15,7 +15,7 @@ from tagan.baselines import class_to_tag_matrix
 from tagan.config import Runtime
 from tagan.tagger import Tagger
 from tagan.tagging import read_tag_data
-from tagan.utils import UserError
+from tagan.utils import UserError, read_json
 from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data
 
 
@@ -71,10 +71,17 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
     )
     for preset, extra in {
         "paper": {},
-        "strong": {"output": "vocab", "aux_weight": 1.0, "optimizer": "adam", "lr_g": 1e-2, "lr_d": 1e-3},
+        "strong": {
+            "output": "vocab",
+            "aux_weight": 1.0,
+            "optimizer": "adam",
+            "lr_g": 1e-2,
+            "lr_d": 1e-3,
+            "steps": 60,
+        },
     }.items():
         train_cgan(
-            CGANParams(**tiny, **extra),
+            CGANParams(**{**tiny, **extra}),
             Runtime(num_threads=1),
             preset,
             paths["items"],
@@ -96,16 +103,21 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
         tmp_path / "bundle",
         tmp_path / "rep",
     )
-    for method in (
-        "prior",
-        "knn",
-        "classifier",
-        "regressor",
-        "cgan_paper",
-        "cgan_strong",
-        "cgan_strong_tuned",
-    ):
-        assert 0.0 <= m[f"{method}.p_at_5"] <= 1.0 and 0.0 <= m[f"{method}.map"] <= 1.0
+    data = read_tag_data(paths["items"], paths["vocab"], paths["features"])
+    test = data.rows("test")
+    truth = [set(data.tags[r]) for r in test]
+    # the topics' features are separable and an image's 1-2 tags come from its topic's 3 words: the best top 5
+    # holds every true tag, which kNN finds
+    best_p5 = np.mean([min(len(t), 5) / 5 for t in truth])
+    assert m["knn.p_at_5"] == pytest.approx(best_p5) and m["knn.r_at_5"] == 1.0
+    # the prior's top 5 are the 5 most frequent train tags (vocab.json's counts, computed by the fixture)
+    counts = read_json(paths["vocab"])["train_counts"]
+    ranked = sorted(counts, key=lambda w: -counts[w])
+    assert counts[ranked[4]] > counts[ranked[5]]  # no tie at the cut: the expected top 5 is unambiguous
+    assert m["prior.p_at_5"] == pytest.approx(np.mean([len(t & set(ranked[:5])) / 5 for t in truth]))
+    # the strong CGAN (60 steps) generates the image's topic words, nearly as well as kNN and far above the prior
+    assert m["cgan_strong_tuned.r_at_5"] >= 0.9 and m["cgan_strong_tuned.p_at_5"] >= 0.9 * best_p5
+    assert m["cgan_strong_tuned.p_at_5"] > 2 * m["prior.p_at_5"]
     assert "image_split.knn.p_at_5" in m and "image_split.cgan_paper.p_at_5" not in m
     assert m["knn.p_at_5"] > m["prior.p_at_5"]  # features cluster by topic
     table = (tmp_path / "rep" / "tag_eval_table.md").read_text()
@@ -113,14 +125,11 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
     assert (tmp_path / "rep" / "tag_examples.md").read_text().count("\n|") >= 5
     assert (tmp_path / "rep" / "tag_examples.png").stat().st_size > 0
 
-    data = read_tag_data(paths["items"], paths["vocab"], paths["features"])
-    test = data.rows("test")
+    for method in ("prior", "knn", "classifier", "regressor"):  # the CLI's tagger is the evaluated one
+        tags = Tagger.load(tmp_path / "bundle", method).tag(data.features[test], top_k=10)
+        got = metrics.tagging_metrics([[w for w, _ in t] for t in tags], truth, 12)
+        assert got == pytest.approx({k: m[f"{method}.{k}"] for k in got}), method
     knn = Tagger.load(tmp_path / "bundle", "knn")
-    tags = knn.tag(data.features[test], top_k=10)
-    p5 = metrics.tagging_metrics([[w for w, _ in t] for t in tags], [set(data.tags[r]) for r in test], 12)[
-        "p_at_5"
-    ]
-    assert p5 == pytest.approx(m["knn.p_at_5"])  # the CLI's tagger is the evaluated one
     cgan = Tagger.load(tmp_path / "bundle", "cgan")
     assert cgan.method == "cgan_strong" and cgan.info["vocab_size"] == 12
     out = cgan.tag(data.features[test[:3]], top_k=4, samples=6, seed=0)

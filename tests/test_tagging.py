@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagan.tagging import TagIndex, decode_votes, knn_scores, read_tag_data, top_from_scores
+from tagan.tagging import TagIndex, decode_votes, knn_scores, read_tag_data, top_from_scores, zeroshot_scores
 from tagan.utils import UserError
 from tests.tag_fixtures import make_tag_data
 
@@ -38,7 +38,13 @@ def test_weighted_votes_use_cosine():
     index = TagIndex(["a", "b"], np.eye(2))
     generated = np.array([[[1, 0.9], [0, 1], [0, 1]]], dtype=np.float32)
     shares = dict(decode_votes(generated, index, neighbors=2, top_k=2, weighted=True)[0])
-    assert shares["b"] > shares["a"] and sum(shares.values()) == pytest.approx(1.0)
+    # each sample votes for both words with its cosine: a gets 1/|(1, 0.9)|, b gets 0.9/|(1, 0.9)| + 1 + 1
+    norm = np.hypot(1, 0.9)
+    a, b = 1 / norm, 0.9 / norm + 2
+    assert shares == pytest.approx({"a": a / (a + b), "b": b / (a + b)})
+    assert list(shares) == ["b", "a"]  # best first
+    plain = dict(decode_votes(generated, index, neighbors=2, top_k=2)[0])
+    assert plain == pytest.approx({"a": 0.5, "b": 0.5})  # unweighted: 3 votes each of 6
 
 
 def test_approximate_index_above_threshold_finds_neighbours(tmp_path):
@@ -82,6 +88,26 @@ def test_read_tag_data_joins_on_id(tmp_path):
 def test_knn_and_top_from_scores():
     feats = np.array([[1, 0], [0, 1], [0.9, 0.1]], dtype=np.float32)
     tags = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
-    scores = knn_scores(feats, tags, np.array([[1, 0.05]], dtype=np.float32), k=2)
-    assert top_from_scores(scores, ["a", "b", "c"], 2)[0][0][0] == "a"
+    query = np.array([[1, 0.05]], dtype=np.float32)
+    scores = knn_scores(feats, tags, query, k=2)
+    # the 2 nearest are items 0 and 2; each votes its tags with its cosine, summed and divided by k
+    cos0 = 1 / np.hypot(1, 0.05)
+    cos2 = (0.9 + 0.05 * 0.1) / (np.hypot(1, 0.05) * np.hypot(0.9, 0.1))
+    np.testing.assert_allclose(scores, [[(cos0 + cos2) / 2, 0.0, cos2 / 2]], rtol=1e-5)
+    top = top_from_scores(scores, ["a", "b", "c"], 2)[0]
+    assert [w for w, _ in top] == ["a", "c"] and top[0][1] == pytest.approx((cos0 + cos2) / 2, rel=1e-5)
     assert [w for w, _ in top_from_scores(scores, ["a", "b", "c"], 3, allowed={"b", "c"})[0]] == ["c", "b"]
+    # exclude_self (queries are train items): item 0's own row is skipped, its nearest other is item 2
+    cos = 0.9 / np.hypot(0.9, 0.1)
+    np.testing.assert_allclose(
+        knn_scores(feats, tags, feats[:1], k=1, exclude_self=True), [[cos, 0, cos]], rtol=1e-5
+    )
+
+
+def test_zeroshot_scores_softmax_over_top_classes():
+    logits = np.array([[2.0, 0.0, 1.0]])
+    class_to_tag = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    p_top = np.exp(2) / (np.exp(2) + np.exp(1))  # classes 0 and 2 are the top two
+    expected = [[p_top * 1.0 + (1 - p_top) * 0.5, (1 - p_top) * 0.5]]
+    np.testing.assert_allclose(zeroshot_scores(logits, class_to_tag, 2), expected)
+    np.testing.assert_allclose(zeroshot_scores(logits, class_to_tag, 1), [[1.0, 0.0]])
