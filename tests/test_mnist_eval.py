@@ -8,7 +8,7 @@ import torch
 from test_mnist_classifier import fake_mnist  # pytest puts tests/ on sys.path
 
 from tagan.mnist_eval import evaluate_generator
-from tagan.models.mnist import ClassifierConfig, MnistClassifier
+from tagan.models.mnist import ClassifierConfig, MnistClassifier, infer
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,19 @@ def test_real_images_beat_noise(setup: tuple[dict[str, np.ndarray], MnistClassif
     assert "conditional_accuracy" not in noise
     assert real["parzen_ll"] > noise["parzen_ll"] and real["fid"] < noise["fid"]
     assert real["parzen_sigma"] in grid and real["fid_real_floor"] == noise["fid_real_floor"]
-    assert 0.0 <= real["conditional_accuracy"] <= 1.0
+
+
+def test_conditional_accuracy_is_the_classifiers_agreement_with_the_labels(
+    setup: tuple[dict[str, np.ndarray], MnistClassifier],
+) -> None:
+    data, clf = setup
+    x = data["x_train"][:64] / 255.0
+    predicted = infer(clf, x)[1].argmax(1)  # what the (untrained) judge says each image is
+    grid = np.array([0.2])
+    assert evaluate_generator(x, predicted, data, clf, grid)["conditional_accuracy"] == 1.0
+    assert evaluate_generator(x, (predicted + 1) % 10, data, clf, grid)["conditional_accuracy"] == 0.0
+    half = np.where(np.arange(64) < 16, predicted, (predicted + 1) % 10)
+    assert evaluate_generator(x, half, data, clf, grid)["conditional_accuracy"] == 0.25
 
 
 def test_bad_samples_are_rejected(setup: tuple[dict[str, np.ndarray], MnistClassifier]) -> None:
