@@ -42,6 +42,7 @@ XmpStyle = Literal["ext", "stem"]
 Mode = Literal["append", "replace-own", "remove-own"]
 PathOf = Callable[[str], Sequence[str]]  # word -> its hypernyms, broad to specific (may be empty)
 MAX_SIDECAR_BYTES = 32 << 20  # darktable histories and embedded thumbnails stay far below this
+MAX_DEPTH = 64  # real XMP nests under 15 levels; deeper trees would exhaust the serializer's recursion
 
 
 def _q(prefix: str, name: str) -> str:
@@ -68,7 +69,9 @@ PROPERTIES = (
         "|",
         _q("tagan", "addedHierarchicalSubject"),
     ),
-    KeywordProperty("TagsList", _q("digiKam", "TagsList"), _q("rdf", "Seq"), "/", _q("tagan", "addedTagsList")),
+    KeywordProperty(
+        "TagsList", _q("digiKam", "TagsList"), _q("rdf", "Seq"), "/", _q("tagan", "addedTagsList")
+    ),
 )
 MODEL_ATTR = _q("tagan", "tagger")  # rdf:Description attribute naming the model that tagged the photo
 TAGS_ATTR = _q("tagan", "tags")  # JSON [[tag, score], ...] of that model's tags (reported on cached re-runs)
@@ -102,7 +105,9 @@ def _read_bytes(path: Path) -> bytes | None:
     if not stat.S_ISREG(st.st_mode):
         raise XmpError(f"{path}: not a regular file (a folder, FIFO, socket or device); remove or rename it")
     if st.st_size > MAX_SIDECAR_BYTES:
-        raise XmpError(f"{path}: {st.st_size} bytes, larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar")
+        raise XmpError(
+            f"{path}: {st.st_size} bytes, larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar"
+        )
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since lstat
@@ -120,7 +125,11 @@ def _decode(data: bytes, path: Path) -> str:
     except UnicodeDecodeError as e:
         raise XmpError(f"{path}: not UTF-8 XMP ({e}); fix or remove it") from None
     declared = _DECL_ENCODING.match(text)
-    if declared and declared.group(1).lower().replace("_", "-") not in ("utf-8", "utf8") and not text.isascii():
+    if (
+        declared
+        and declared.group(1).lower().replace("_", "-") not in ("utf-8", "utf8")
+        and not text.isascii()
+    ):
         raise XmpError(f"{path}: declares encoding {declared.group(1)}, XMP must be UTF-8; fix or remove it")
     return text
 
@@ -128,10 +137,20 @@ def _decode(data: bytes, path: Path) -> str:
 def _parse(text: str, path: Path) -> tuple[ET.Element, dict[str, str]]:
     """Parse XML text safely; returns the root and the prefix -> URI map declared in it."""
     prefixes: dict[str, str] = {}
-    try:
-        for _event, (prefix, uri) in SafeET.iterparse(io.StringIO(text), events=("start-ns",)):
-            prefixes.setdefault(prefix, uri)
-        root = SafeET.fromstring(text)
+    depth = deepest = 0
+    try:  # XMP allows no DTD: any DOCTYPE (entity bombs, external entities or DTDs) is refused
+        events = SafeET.iterparse(io.StringIO(text), events=("start-ns", "start", "end"), forbid_dtd=True)
+        for event, item in events:
+            if event == "start-ns":
+                prefixes.setdefault(*item)
+            elif event == "start":
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > MAX_DEPTH:
+                    raise XmpError(f"{path}: XML nested deeper than {MAX_DEPTH} levels; not XMP (left untouched)")
+            else:
+                depth -= 1
+        root = events.root
     except (ET.ParseError, DefusedXmlException) as e:
         raise XmpError(f"{path}: not valid XMP ({e.__class__.__name__}: {e}); fix or remove it") from None
     return root, prefixes
@@ -169,7 +188,9 @@ def read_keywords(path: Path, *, person_only: bool = False) -> list[str]:
     root = loaded[0]
     words = _subject_items(root)
     if person_only:
-        own = [(li.text or "").strip() for e in root.iter(PROPERTIES[0].ledger) for li in e.iter(_q("rdf", "li"))]
+        own = [
+            (li.text or "").strip() for e in root.iter(PROPERTIES[0].ledger) for li in e.iter(_q("rdf", "li"))
+        ]
         for word in own:
             if word in words:
                 del words[len(words) - 1 - words[::-1].index(word)]
@@ -292,7 +313,9 @@ class _Doc:
             return
         desc, container = found
         if container is None:  # an empty property element: give it an array
-            container = ET.SubElement(next(e for e in desc if e.tag == qname), container_tag or _q("rdf", "Bag"))
+            container = ET.SubElement(
+                next(e for e in desc if e.tag == qname), container_tag or _q("rdf", "Bag")
+            )
         for value in values:
             li = ET.Element(_q("rdf", "li"))
             li.text = value
@@ -407,7 +430,9 @@ class XmpChange:
     added: list[str] = field(default_factory=list)  # dc:subject keywords new to the sidecar
     kept: list[str] = field(default_factory=list)  # dc:subject keywords already there (never removed)
     removed: list[str] = field(default_factory=list)  # dc:subject keywords of tagan's taken away
-    properties: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # name -> {"add": [], "remove": []}
+    properties: dict[str, dict[str, list[str]]] = field(
+        default_factory=dict
+    )  # name -> {"add": [], "remove": []}
     deleted: bool = False  # untag removed a sidecar tagan had created and that held nothing else
     written: bool = False  # the file changed on disk
 
@@ -552,7 +577,9 @@ def _check_writable(path: Path) -> os.stat_result | None:
     except FileNotFoundError:
         return None
     if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
-        raise PermissionError(13, "the sidecar is read-only; make it writable to let tagan change it", str(path))
+        raise PermissionError(
+            13, "the sidecar is read-only; make it writable to let tagan change it", str(path)
+        )
     return st
 
 
