@@ -377,10 +377,16 @@ def write_sidecar(
 
 def sidecar_write_error(sidecar: Path, e: OSError) -> str:
     """One line saying why a sidecar could not be written and what fixes it."""
-    reason = e.strerror or str(e)
-    if os.path.lexists(sidecar) and not os.access(sidecar, os.W_OK) or "read-only" in reason:
+    folder = Path(sidecar).parent
+    try:
+        mode = os.lstat(sidecar).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not mode & 0o222:
         return f"sidecar {sidecar} is read-only, left untouched; make it writable (chmod u+w) to let tagan change it"
-    return f"cannot write sidecar {sidecar} ({reason}); make the folder writable or drop --write-xmp"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write in folder {folder} (read-only), nothing changed; make the folder writable or drop --write-xmp"
+    return f"cannot write sidecar {sidecar} ({e.strerror or e}); make it and its folder writable or drop --write-xmp"
 
 
 # --------------------------------------------------------------------------------------------- commands

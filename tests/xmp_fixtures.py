@@ -124,7 +124,10 @@ DIGIKAM = (
  </rdf:RDF>
 </x:xmpmeta>
 """
-    + ("                                                                                                    \n" * 20)
+    + (
+        "                                                                                                    \n"
+        * 20
+    )
     + '<?xpacket end="w"?>'
 )
 
@@ -401,13 +404,19 @@ def rdf_facts(text: str | bytes) -> Counter:
 def without(facts: Counter, properties: set[str] = KEYWORD_PROPERTIES, ns: str = TAGAN_NS) -> Counter:
     """The facts that are not about `properties` nor in namespace `ns` (what tagan must never change)."""
     return Counter(
-        {k: v for k, v in facts.items() if k[0].split("[")[0].lstrip("/") not in properties and ns not in k[0]}
+        {
+            k: v
+            for k, v in facts.items()
+            if k[0].split("[")[0].lstrip("/") not in properties and ns not in k[0]
+        }
     )
 
 
 def only(facts: Counter, prop: str) -> list[str]:
     """The item values of one top-level array property, sorted (the keywords of dc:subject, say)."""
-    return sorted(v for (k, val), n in facts.items() for v in [val] * n if k.startswith(f"/{prop}[") and k.endswith("]"))
+    return sorted(
+        v for (k, val), n in facts.items() for v in [val] * n if k.startswith(f"/{prop}[") and k.endswith("]")
+    )
 
 
 needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")

@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +78,6 @@ MODEL_ATTR = _q("tagan", "tagger")  # rdf:Description attribute naming the model
 TAGS_ATTR = _q("tagan", "tags")  # JSON [[tag, score], ...] of that model's tags (reported on cached re-runs)
 CREATED_ATTR = _q("tagan", "created")  # "True": tagan created this sidecar (deleted by untag once empty)
 _ARRAYS = (_q("rdf", "Bag"), _q("rdf", "Seq"))
-_PROLOG = re.compile(r"\A(?:\s*(?:<\?.*?\?>|<!--.*?-->))*\s*", re.S)
-_EPILOG = re.compile(r"(?:\s*(?:<\?.*?\?>|<!--.*?-->))*\s*\Z", re.S)
 _XML_DECL = re.compile(r"<\?xml\s.*?\?>", re.S)
 _DECL_ENCODING = re.compile(r"""\A\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
@@ -147,7 +146,9 @@ def _parse(text: str, path: Path) -> tuple[ET.Element, dict[str, str]]:
                 depth += 1
                 deepest = max(deepest, depth)
                 if deepest > MAX_DEPTH:
-                    raise XmpError(f"{path}: XML nested deeper than {MAX_DEPTH} levels; not XMP (left untouched)")
+                    raise XmpError(
+                        f"{path}: XML nested deeper than {MAX_DEPTH} levels; not XMP (left untouched)"
+                    )
             else:
                 depth -= 1
         root = events.root
@@ -324,18 +325,28 @@ class _Doc:
     def remove(self, qname: str, values: list[str]) -> list[str]:
         """Remove one occurrence (the last) of each value; drop the property once empty. Returns what went."""
         found = self.find(qname)
-        if found is None or found[1] is None:
+        if found is None or found[1] is None or not values:
             return []
         desc, container = found
-        gone = []
-        for value in values:
-            items = [li for li in container if (li.text or "") == value]
-            if items:
-                _remove(container, items[-1])
-                gone.append(value)
-        if gone and not len(container):
+        drop, gone, kept = Counter(values), [], []
+        for li in reversed(list(container)):
+            if drop[li.text or ""] > 0:
+                drop[li.text or ""] -= 1
+                gone.append(li.text or "")
+            else:
+                kept.append(li)
+        if not gone:
+            return []
+        kids = list(container)
+        inner, closing = container.text, kids[-1].tail
+        container[:] = kept[::-1]
+        if kept and inner is not None and not inner.strip() and closing is not None and not closing.strip():
+            for li in container[:-1]:
+                li.tail = inner
+            container[-1].tail = closing
+        if not len(container):
             _remove(desc, next(e for e in desc if e.tag == qname))
-        return gone
+        return gone[::-1]
 
     def holds_nothing_but_tagan(self) -> bool:
         """True when no description has any property outside tagan's namespace."""
@@ -404,11 +415,23 @@ def keyword_values(word: str, path_of: PathOf | None, root: str) -> dict[str, st
 
 
 def _without(values: list[str], remove: list[str]) -> list[str]:
-    """`values` less one occurrence (the last) of each of `remove`."""
-    out = list(values)
-    for value in remove:
-        if value in out:
-            del out[len(out) - 1 - out[::-1].index(value)]
+    """`values` less one occurrence per item of `remove`, the last occurrences first (linear time)."""
+    drop, out = Counter(remove), []
+    for value in reversed(values):
+        if drop[value] > 0:
+            drop[value] -= 1
+        else:
+            out.append(value)
+    return out[::-1]
+
+
+def _still_present(ledger: list[str], values: list[str]) -> list[str]:
+    """The ledger entries whose value is still in `values` (as a multiset), in ledger order."""
+    have, out = Counter(values), []
+    for value in ledger:
+        if have[value] > 0:
+            have[value] -= 1
+            out.append(value)
     return out
 
 
@@ -469,7 +492,7 @@ def edit_sidecar(
     doc = _Doc(sidecar, root_elem)
     current = {p.name: doc.values(p.qname) for p in PROPERTIES}
     ledger = {p.name: doc.values(p.ledger) for p in PROPERTIES}
-    own = {n: [v for v in ledger[n] if v in current[n]] for n in current}  # stale ledger entries dropped
+    own = {n: _still_present(ledger[n], current[n]) for n in current}  # stale ledger entries dropped
     person = {n: _without(current[n], own[n]) for n in current}
     remove = own if mode in ("replace-own", "remove-own") else {n: [] for n in current}
     kept_own = {n: _without(own[n], remove[n]) for n in current}
@@ -583,13 +606,34 @@ def _check_writable(path: Path) -> os.stat_result | None:
     return st
 
 
+def _outside_root(text: str, path: Path) -> tuple[str, str]:
+    """The text before and after the root element (packet wrapper, declaration, comments, padding), verbatim."""
+    start = 0
+    while True:
+        at = len(text) - len(text[start:].lstrip()) if start < len(text) else start
+        closer = "?>" if text.startswith("<?", at) else "-->" if text.startswith("<!--", at) else None
+        if closer is None:
+            break
+        start = text.find(closer, at + 2) + len(closer)
+    end = len(text)
+    while True:
+        at = len(text[:end].rstrip())
+        opener = "<?" if text.endswith("?>", 0, at) else "<!--" if text.endswith("-->", 0, at) else None
+        if opener is None:
+            end = at
+            break
+        end = text.rfind(opener, start, at)
+    if not re.search(r"(?:</[^<>]+|/)>\Z", text[start:end]):
+        raise XmpError(f"{path}: cannot tell where the XMP packet ends; left untouched")
+    return text[:start], text[end:]
+
+
 def _write(path: Path, root: ET.Element, prefixes: dict[str, str], text: str, created: bool) -> None:
     """Serialize with the file's own prefixes, prolog and epilog; atomic; the old file's mode is kept."""
     st = _check_writable(path)
     prolog = epilog = ""
     if not created:
-        prolog = _PROLOG.match(text).group(0)
-        epilog = _EPILOG.search(text[len(prolog) :]).group(0)
+        prolog, epilog = _outside_root(text, path)
         prolog = _XML_DECL.sub('<?xml version="1.0" encoding="UTF-8"?>', prolog, count=1)
     for prefix, uri in {**NS, **prefixes}.items():
         if prefix and not re.fullmatch(r"ns\d+", prefix):
