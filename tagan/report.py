@@ -76,7 +76,7 @@ _ROW = _ENV.from_string("""<section class="photo{% if skipped %} skipped{% endif
 {% endif %}
 {% if sidecar %}
 <div class="changes">
-<div class="sidecar">{% if changes %}{{ verb }} <code>{{ sidecar }}</code>{% else %}<code>{{ sidecar }}</code>: no change{% endif %}</div>
+<div class="sidecar" title="{{ sidecar }}">{% if changes %}{{ verb }} <code>{{ sidecar_name }}</code>{% else %}<code>{{ sidecar_name }}</code>: no change{% endif %}</div>
 {% for label, change in changes %}
 <div><span class="prop">{{ label }}</span>
 {% for value in change.add %}<span class="add">+{{ value }}</span> {% endfor %}
@@ -143,6 +143,7 @@ class ContactSheet:
                 skipped=status.startswith("skipped"),
                 tags=[(t, float(s)) for t, s in tags],
                 sidecar=str(sidecar) if sidecar else None,
+                sidecar_name=Path(sidecar).name if sidecar else None,
                 verb="would change" if self.preview else "changed",
                 changes=shown,
                 thumb=thumb,
