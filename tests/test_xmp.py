@@ -341,3 +341,14 @@ def test_exiftool_sees_every_other_field_unchanged(tmp_path: Path, name: str) ->
     assert {k: v for k, v in restored.items() if k not in ignore} == {
         k: v for k, v in before.items() if k not in ignore
     }
+
+
+def test_reading_follows_a_symlinked_sidecar_but_editing_never_does(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.xmp"
+    shared.write_text(DIGIKAM_SIDECAR, encoding="utf-8")
+    link = tmp_path / "a.jpg.xmp"
+    link.symlink_to(shared)
+    assert xmp.read_keywords(link) == ["beach", "Family"]
+    with pytest.raises(xmp.XmpError, match="symbolic link"):
+        xmp.merge_keywords(link, ["sea"])
+    assert link.is_symlink() and shared.read_text(encoding="utf-8") == DIGIKAM_SIDECAR

@@ -93,10 +93,13 @@ def sidecar_path(photo: Path, style: XmpStyle = "ext") -> Path:
 
 
 # --------------------------------------------------------------------------------------------- reading
-def _read_bytes(path: Path) -> bytes | None:
-    """The sidecar's bytes, None when there is none; never follows a symlink nor blocks on a FIFO or device."""
+def _read_bytes(path: Path, *, follow: bool = False) -> bytes | None:
+    """The sidecar's bytes, None when there is none; never blocks on a FIFO or device.
+
+    follow: read through a symlink (reading only; an edit never goes through a link).
+    """
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
         return None
     if stat.S_ISLNK(st.st_mode):
@@ -107,7 +110,8 @@ def _read_bytes(path: Path) -> bytes | None:
         raise XmpError(
             f"{path}: {st.st_size} bytes, larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar"
         )
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since lstat
             raise XmpError(f"{path}: not a regular file; left untouched")
@@ -157,8 +161,8 @@ def _parse(text: str, path: Path) -> tuple[ET.Element, dict[str, str]]:
     return root, prefixes
 
 
-def _load(path: Path) -> tuple[ET.Element, dict[str, str], str] | None:
-    data = _read_bytes(path)
+def _load(path: Path, *, follow: bool = False) -> tuple[ET.Element, dict[str, str], str] | None:
+    data = _read_bytes(path, follow=follow)
     if data is None:
         return None
     text = _decode(data, path)
@@ -183,7 +187,7 @@ def read_keywords(path: Path, *, person_only: bool = False) -> list[str]:
     person_only: leave out the keywords tagan recorded as its own (e.g. to train only on people's keywords).
     """
     path = Path(path)
-    loaded = _load(path)
+    loaded = _load(path, follow=True)
     if loaded is None:
         raise FileNotFoundError(path)
     root = loaded[0]
@@ -200,7 +204,7 @@ def read_keywords(path: Path, *, person_only: bool = False) -> list[str]:
 
 def _attr(path: Path, name: str) -> str | None:
     try:
-        loaded = _load(Path(path))
+        loaded = _load(Path(path), follow=True)
     except (OSError, XmpError):
         return None
     if loaded is None:
@@ -227,7 +231,7 @@ def read_tags(path: Path) -> list[tuple[str, float]]:
 
 def read_fields(path: Path) -> dict[str, list[str]]:
     """Values of each keyword property and of its tagan ledger ('added<Name>'), in document order."""
-    loaded = _load(Path(path))
+    loaded = _load(Path(path), follow=True)
     if loaded is None:
         raise FileNotFoundError(path)
     doc = _Doc(Path(path), loaded[0])
