@@ -408,7 +408,7 @@ def test_write_xmp_read_only_folder_fails_clearly_and_loses_nothing(bundle: Path
         recs = [json.loads(line) for line in proc.stdout.splitlines()]
         assert len(recs) == 2
         for rec in recs:
-            assert rec["status"].startswith("skipped: cannot write sidecar") and "writable" in rec["status"]
+            assert rec["status"].startswith("skipped: cannot write") and "writable" in rec["status"]
             assert rec["tags"]  # the tags are still reported
         assert (folder / "a.jpg.xmp").read_text(encoding="utf-8") == DIGIKAM_SIDECAR
         assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "a.jpg.xmp", "b.jpg"]
