@@ -39,6 +39,13 @@ exit status:
   3    unexpected internal error (a bug: please report it with the traceback)
   130  interrupted (Ctrl-C): no partial sidecar or output file is left behind
 """
+UNTAG_EPILOG = """\
+exit status:
+  0    every sidecar was cleaned (or held no tagan keywords)
+  1    some sidecars were skipped (malformed, read-only, not a regular file); see their status
+  2    usage error
+  130  interrupted (Ctrl-C): no partial sidecar is left behind
+"""
 
 
 # --------------------------------------------------------------------------------------------- finding photos
@@ -116,6 +123,7 @@ class Record:
     tags: list[tuple[str, float]] = field(default_factory=list)
     sidecar: Path | None = None
     xmp_added: list[str] | None = None  # keywords new to the sidecar (would be added, with --dry-run)
+    xmp_change: Any = field(default=None, repr=False)  # the sidecar change (tagan.readers.xmp.XmpChange)
 
     @property
     def skipped(self) -> bool:
@@ -309,12 +317,12 @@ def tag_stream(args: argparse.Namespace, session: Session) -> Iterator[Record]:
                 continue
             rec = Record(Path(path), tags=tag_features(session, feature, args))
             if args.write_xmp:
-                write_sidecar(rec, session.model_id, args)
+                write_sidecar(rec, session, args)
             yield rec
 
 
-def tag_photos(args: argparse.Namespace, writer: Writer) -> tuple[int, int, int]:
-    """Tag every photo found under args.paths, streaming records to `writer`; returns (ok, cached, skipped)."""
+def tag_photos(args: argparse.Namespace, writer: Writer, sheet: Any = None) -> tuple[int, int, int]:
+    """Tag every photo found under args.paths, streaming records to `writer` (and `sheet`); (ok, cached, skipped)."""
     session = open_session(args)
     from tqdm import tqdm
 
@@ -329,25 +337,56 @@ def tag_photos(args: argparse.Namespace, writer: Writer) -> tuple[int, int, int]
     for rec in tag_stream(args, session):
         counts["skipped" if rec.skipped else rec.status] += 1
         writer.write(rec)
+        if sheet is not None:
+            add_to_sheet(sheet, rec, session, args)
         bar.update(1)
     bar.close()
     return counts["ok"], counts["cached"], counts["skipped"]
 
 
-def write_sidecar(rec: Record, mid: str, args: argparse.Namespace) -> None:
-    """Merge the record's tags into its XMP sidecar (or only compute the change with --dry-run)."""
+def write_sidecar(
+    rec: Record, session: Session, args: argparse.Namespace, *, dry_run: bool | None = None
+) -> Any:
+    """Merge the record's tags into its XMP sidecar (or only compute the change with --dry-run); the change.
+
+    Each tag goes to dc:subject, lr:hierarchicalSubject and digiKam:TagsList under --root, with the model's
+    hypernym path when its Tagger has one (`tagger.path(word) -> [broad, ..., specific]`).
+    """
     from tagan.readers import xmp
 
     rec.sidecar = xmp.sidecar_path(rec.path, args.xmp_style)
     try:
         change = xmp.merge_keywords(
-            rec.sidecar, [t for t, _ in rec.tags], model=mid, tags=rec.tags, dry_run=args.dry_run
+            rec.sidecar,
+            [t for t, _ in rec.tags],
+            model=session.model_id,
+            tags=rec.tags,
+            dry_run=args.dry_run if dry_run is None else dry_run,
+            path_of=getattr(session.tagger, "path", None),
+            root=args.root,
+            mode=args.mode,
         )
-        rec.xmp_added = change.added
+        rec.xmp_added, rec.xmp_change = change.added, change
+        return change
     except xmp.XmpError as e:
         rec.status = f"skipped: existing sidecar left untouched: {e}"
     except OSError as e:
-        rec.status = f"skipped: cannot write sidecar {rec.sidecar} ({e.strerror or e}); make the folder writable or drop --write-xmp"
+        rec.status = f"skipped: {sidecar_write_error(rec.sidecar, e)}"
+    return None
+
+
+def sidecar_write_error(sidecar: Path, e: OSError) -> str:
+    """One line saying why a sidecar could not be written and what fixes it."""
+    folder = Path(sidecar).parent
+    try:
+        mode = os.lstat(sidecar).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not mode & 0o222:
+        return f"sidecar {sidecar} is read-only, left untouched; make it writable (chmod u+w) to let tagan change it"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write in folder {folder} (read-only), nothing changed; make the folder writable or drop --write-xmp"
+    return f"cannot write sidecar {sidecar} ({e.strerror or e}); make it and its folder writable or drop --write-xmp"
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -368,13 +407,172 @@ def cmd_tag(args: argparse.Namespace) -> int:
         else:
             stream = sys.stdout
         writer = Writer(stream, fmt, dry_run=args.dry_run)
-        ok, cached, skipped = tag_photos(args, writer)
+        sheet = open_sheet(stack, args)
+        ok, cached, skipped = tag_photos(args, writer, sheet)
         writer.close()
+        if sheet is not None:
+            sheet.end(
+                f"{ok + cached + skipped} photos: {ok} tagged, {cached} already tagged, {skipped} skipped"
+            )
     total = ok + cached + skipped
     if total == 0:
         log.warning("no photos found under %s", ", ".join(map(str, args.paths)))
     log.info("%d photos: %d tagged, %d already tagged by this model, %d skipped", total, ok, cached, skipped)
     return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------- review (--report)
+def open_sheet(stack: ExitStack, args: argparse.Namespace) -> Any:
+    """The HTML contact sheet of --report, written atomically (renamed into place only when the run ends well)."""
+    if args.report is None:
+        return None
+    from tagan.report import ContactSheet
+    from tagan.utils import atomic_path
+
+    tmp = stack.enter_context(atomic_path(args.report))
+    stream = stack.enter_context(open(tmp, "w", encoding="utf-8"))  # noqa: SIM115
+    if not args.write_xmp:
+        action = "preview: nothing written (add --write-xmp to write the sidecars)"
+    elif args.dry_run:
+        action = "dry run: nothing written"
+    else:
+        action = "sidecars written"
+    meta = {"photos": ", ".join(map(str, args.paths)), "model": f"{args.model} ({args.method})",
+            "root": args.root or "(none)", "mode": args.mode, "sidecars": action}  # fmt: skip
+    sheet = ContactSheet(
+        stream, title="tagan contact sheet", meta=meta, preview=args.dry_run or not args.write_xmp
+    )
+    sheet.begin()
+    return sheet
+
+
+def add_to_sheet(sheet: Any, rec: Record, session: Session, args: argparse.Namespace) -> None:
+    """One photo on the contact sheet; without --write-xmp it shows what --write-xmp would change."""
+    from tagan.report import thumbnail_base64
+
+    change = None
+    if rec.status == "ok" and not args.write_xmp:
+        preview = Record(rec.path, rec.status, rec.tags)
+        change = write_sidecar(preview, session, args, dry_run=True)
+        rec_sidecar, status = preview.sidecar, preview.status
+    else:
+        rec_sidecar, status = rec.sidecar, rec.status
+        change = rec.xmp_change
+    sheet.add(
+        rec.path,
+        status,
+        rec.tags,
+        sidecar=rec_sidecar,
+        changes=change.properties if change is not None else None,
+        thumb=None if rec.status.startswith("skipped: ") and not rec.tags else thumbnail_base64(rec.path),
+    )
+
+
+# --------------------------------------------------------------------------------------------- untag
+def iter_sidecars(paths: Iterable[Path]) -> Iterator[Path]:
+    """Sidecars to untag: .xmp files given or under folders (recursively), and both sidecars of photos given."""
+    from tagan.readers import xmp
+
+    seen: set[str] = set()
+
+    def first(path: Path) -> bool:
+        key = os.path.abspath(path)
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    for root in map(Path, paths):
+        if root.is_dir() and not root.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(root):  # symlinked folders are not followed
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if (
+                        name.lower().endswith(".xmp")
+                        and not name.startswith(".")
+                        and first(Path(dirpath) / name)
+                    ):
+                        yield Path(dirpath) / name
+        elif root.suffix.lower() == ".xmp":
+            if first(root):
+                yield root
+        else:
+            for style in ("ext", "stem"):
+                sidecar = xmp.sidecar_path(root, style)
+                if os.path.lexists(sidecar) and first(sidecar):
+                    yield sidecar
+
+
+def untag_one(sidecar: Path, dry_run: bool) -> dict[str, Any]:
+    """Remove tagan's own keywords from one sidecar; a record of what went (or would go)."""
+    from tagan.readers import xmp
+
+    rec: dict[str, Any] = {"sidecar": str(sidecar), "status": "ok", "removed": [], "properties": {}}
+    try:
+        change = xmp.remove_own(sidecar, dry_run=dry_run)
+    except xmp.XmpError as e:
+        rec["status"] = f"skipped: left untouched: {e}"
+        return rec
+    except OSError as e:
+        rec["status"] = f"skipped: {sidecar_write_error(sidecar, e)}"
+        return rec
+    removed = {k: v["remove"] for k, v in change.properties.items() if v["remove"]}
+    rec["removed"], rec["properties"] = change.removed, removed
+    if not removed:
+        rec["status"] = "unchanged"
+    elif change.deleted or (dry_run and _would_delete(sidecar)):
+        rec["status"] = "deleted" if not dry_run else "would delete"
+    return rec
+
+
+def _would_delete(sidecar: Path) -> bool:
+    """Whether untag would delete this sidecar (tagan created it and it would hold nothing else)."""
+    import tempfile
+
+    from tagan.readers import xmp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "s.xmp"
+        copy.write_bytes(sidecar.read_bytes())
+        return xmp.remove_own(copy).deleted
+
+
+def cmd_untag(args: argparse.Namespace) -> int:
+    """The `untag` subcommand: remove exactly the keywords tagan added, nothing a person added."""
+    from tagan.utils import UserError
+
+    missing = [str(p) for p in args.paths if not p.exists() and not p.is_symlink()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
+    counts = {"changed": 0, "unchanged": 0, "skipped": 0}
+    fmt = args.format or ("table" if sys.stdout.isatty() else "jsonl")
+    for sidecar in iter_sidecars(args.paths):
+        rec = untag_one(sidecar, args.dry_run)
+        kind = (
+            "skipped"
+            if rec["status"].startswith("skipped")
+            else "unchanged"
+            if rec["status"] == "unchanged"
+            else "changed"
+        )
+        counts[kind] += 1
+        if fmt == "jsonl":
+            sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        elif kind != "unchanged":
+            verb = "would remove" if args.dry_run else "removed"
+            what = "; ".join(f"{k}: {', '.join(v)}" for k, v in rec["properties"].items())
+            sys.stdout.write(
+                f"{sidecar}\t{rec['status']}\t{verb} {what}\n" if what else f"{sidecar}\t{rec['status']}\n"
+            )
+    log.info(
+        "%d sidecars: %d %s, %d without tagan keywords, %d skipped",
+        sum(counts.values()),
+        counts["changed"],
+        "would change" if args.dry_run else "changed",
+        counts["unchanged"],
+        counts["skipped"],
+    )
+    return EXIT_SKIPPED if counts["skipped"] else EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -451,14 +649,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{tag,info}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{tag,untag,info}")
     model_opts = argparse.ArgumentParser(add_help=False)
     model_opts.add_argument(
         "--model",
         type=Path,
-        default=DEFAULT_MODEL_DIR,
+        default=None,  # main() fills in default_model_dir(): ./data/tagger, else this repository's
         metavar="DIR",
-        help=f"model bundle written by `dvc repro` (default: {DEFAULT_MODEL_DIR})",
+        help=f"model bundle written by `dvc repro` (default: {DEFAULT_MODEL_DIR} of the working directory "
+        "when there is one, else of this repository)",
     )
     model_opts.add_argument(
         "--method",
@@ -510,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument(
         "--write-xmp",
         action="store_true",
-        help="merge the tags as keywords into XMP sidecars (dc:subject), keeping everything already there",
+        help="merge the tags as keywords into XMP sidecars (dc:subject, lr:hierarchicalSubject, "
+        "digiKam:TagsList), keeping everything already there; `tagan untag` removes them again",
     )
     tag.add_argument(
         "--xmp-style",
@@ -558,7 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)"
     )
     tag.add_argument("--chunk", type=_positive_int, default=512, help=argparse.SUPPRESS)  # paths held at once
+    add_sidecar_options(tag)
     tag.set_defaults(func=cmd_tag)
+    add_untag_parser(sub)
 
     info = sub.add_parser(
         "info",
@@ -573,10 +775,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_sidecar_options(tag: argparse.ArgumentParser) -> None:
+    """Options of `tag` for keyword hierarchy, re-tagging and review (--root, --mode, --report)."""
+    tag.add_argument(
+        "--root",
+        default="tagan",
+        metavar="NAME",
+        help="with --write-xmp: file tags under this keyword, e.g. tagan|animal|dog in lr:hierarchicalSubject "
+        "and tagan/animal/dog in digiKam:TagsList; nested roots as auto/tagan; '' for none (default: tagan)",
+    )
+    tag.add_argument(
+        "--mode",
+        choices=("append", "replace-own"),
+        default="append",
+        help="with --write-xmp: append = add new tags to what is there; replace-own = first remove the keywords "
+        "tagan added before (never a person's), e.g. after a newer model (use with --force for the same model)",
+    )
+    tag.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="also write a self-contained HTML contact sheet: thumbnails, tags with scores and what changes "
+        "(or, without --write-xmp or with --dry-run, would change) in each sidecar",
+    )
+
+
+def add_untag_parser(sub: Any) -> None:
+    """The `untag` subcommand's parser."""
+    untag = sub.add_parser(
+        "untag",
+        help="remove the keywords tagan added to XMP sidecars (never a person's)",
+        description="Remove exactly the keywords tagan added (recorded in each sidecar) and its model marks; "
+        "keywords a person added stay, even the same words. PATH: photos (both NAME.EXT.xmp and NAME.xmp), "
+        ".xmp files, or folders (every .xmp under them). A sidecar tagan created that holds nothing else "
+        "afterwards is deleted.",
+        epilog=UNTAG_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    untag.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos, .xmp sidecars or folders")
+    untag.add_argument(
+        "-n", "--dry-run", action="store_true", help="show what would be removed, change nothing"
+    )
+    untag.add_argument(
+        "--format",
+        choices=("table", "jsonl"),
+        default=None,
+        help="table: changed and skipped sidecars; jsonl: one record per sidecar (default: table on a terminal)",
+    )
+    untag.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    untag.set_defaults(func=cmd_untag)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tagan` and `python cli.py`; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.model is None:
+    if "model" in args and args.model is None:
         args.model = default_model_dir()
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise here
     logging.basicConfig(

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages tagan uses, when missing: Open Clip Art (offline tagging data),
-# exiftool (independent XMP reader for tests), Fashion-MNIST (optional DCGAN dataset).
+# exiftool (independent XMP reader for tests), Fashion-MNIST (optional DCGAN dataset), Chromium (renders the
+# --report contact sheet headless in tests).
 set -euo pipefail
 need=()
 [ -d /usr/share/openclipart/svg ] || need+=(openclipart-svg)
 [ -d /usr/share/openclipart/png ] || need+=(openclipart-png)
 command -v exiftool >/dev/null || need+=(libimage-exiftool-perl)
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2

@@ -50,8 +50,11 @@ def set_threads(num_threads: int = 0) -> None:
 
 
 @contextmanager
-def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success rename it over `path`, on error remove it."""
+def atomic_path(path: Path | str, *, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it over `path`, on error remove it.
+
+    mode: the permission bits the file gets (default: the umask's, as for a new file).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -59,18 +62,20 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        _fsync_and_chmod(tmp_path)
+        _fsync_and_chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def _fsync_and_chmod(path: Path) -> None:
-    """Flush `path` to disk and give it the usual umask mode (mkstemp creates files 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+def _fsync_and_chmod(path: Path, mode: int | None = None) -> None:
+    """Flush `path` to disk and give it `mode`, else the usual umask mode (mkstemp creates files 0600)."""
+    if mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(path, mode)
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

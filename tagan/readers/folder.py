@@ -83,7 +83,7 @@ def photo_keywords(photo: Path) -> list[str]:
         sidecar = sidecar_path(photo, style)
         if sidecar.is_file():
             try:
-                return read_keywords(sidecar)
+                return read_keywords(sidecar, person_only=True)  # never train on tagan's own tags
             except XmpError as e:
                 log.warning("%s", e)
     return embedded_keywords(photo)

@@ -1,0 +1,149 @@
+"""The CLI with photo managers' sidecars: --root, --mode replace-own, --report, untag, and any working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cli
+from tagan.readers import xmp
+from tests.test_cli import _picture, bundle, run_cli  # noqa: F401  (bundle: the session fixture)
+from tests.xmp_fixtures import (
+    DARKTABLE,
+    DIGIKAM,
+    LIGHTROOM,
+    as_list,
+    exiftool,
+    needs_exiftool,
+    rdf_facts,
+    without,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_model_default_is_found_from_any_working_directory(tmp_path: Path) -> None:
+    """`cd ~ && tagan info` used to look for ./data/tagger only; now it falls back to this repository's."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "info"], cwd=elsewhere, capture_output=True,
+                          text=True, env=env, timeout=300)  # fmt: skip
+    repo_model = ROOT / "data" / "tagger"
+    if repo_model.is_dir() and any(repo_model.iterdir()):
+        assert proc.returncode == 0 and str(repo_model) in proc.stdout, proc.stderr
+    else:
+        assert proc.returncode == cli.EXIT_USAGE and f"no trained model in {repo_model};" in proc.stderr
+    (elsewhere / "data" / "tagger").mkdir(parents=True)  # a data/tagger here wins (an empty one: says so)
+    here = subprocess.run([sys.executable, str(ROOT / "cli.py"), "info"], cwd=elsewhere, capture_output=True,
+                          text=True, env=env, timeout=300)  # fmt: skip
+    assert here.returncode == cli.EXIT_USAGE and "no trained model in data/tagger;" in here.stderr
+
+
+def test_untag_dry_run_then_untag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "album"
+    (folder / "sub").mkdir(parents=True)
+    person = folder / "a.jpg.xmp"
+    person.write_text(DIGIKAM, encoding="utf-8")
+    xmp.merge_keywords(person, ["sea", "dog"], model="m1")
+    mine = folder / "sub" / "b.png.xmp"
+    xmp.merge_keywords(mine, ["cat"], model="m1")
+    untouched = folder / "c.jpg.xmp"
+    untouched.write_text(LIGHTROOM, encoding="utf-8")
+    before = {p: p.read_bytes() for p in (person, mine, untouched)}
+
+    assert cli.main(["untag", "--dry-run", "--format", "table", str(folder)]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "would remove subject: sea" in out and "would delete" in out and "c.jpg.xmp" not in out
+    assert {p: p.read_bytes() for p in before} == before
+
+    assert cli.main(["untag", "--format", "jsonl", str(folder)]) == cli.EXIT_OK
+    recs = {Path(r["sidecar"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert recs["a.jpg.xmp"]["removed"] == ["sea"] and recs["b.png.xmp"]["status"] == "deleted"
+    assert recs["c.jpg.xmp"]["status"] == "unchanged"
+    assert rdf_facts(person.read_bytes()) == rdf_facts(DIGIKAM) and not mine.exists()
+    assert untouched.read_bytes() == before[untouched]
+    missing = cli.main(["untag", str(tmp_path / "nowhere")])
+    assert missing == cli.EXIT_USAGE
+
+
+def screenshot(html: Path, tmp_path: Path) -> np.ndarray:
+    """The page as headless Chromium renders it, (H, W, 3)."""
+    shot = tmp_path / "shot.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={shot}", "--window-size=1200,900"]  # fmt: skip
+    proc = subprocess.run([CHROMIUM, *flags, html.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.exists(), proc.stderr[-2000:]
+    return np.asarray(Image.open(shot).convert("RGB"))
+
+
+@pytest.mark.slow
+@needs_exiftool
+def test_review_tag_retag_and_untag_a_photo_managers_folder(tmp_path: Path, bundle: Path) -> None:  # noqa: F811
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for i, name in enumerate(["a.jpg", "b.jpg", "c.png"]):
+        Image.fromarray(_picture(seed=30 + i)).save(folder / name)
+    originals = {folder / "a.jpg.xmp": DIGIKAM, folder / "b.jpg.xmp": DARKTABLE}
+    for path, text in originals.items():
+        path.write_text(text, encoding="utf-8")
+    photos = {p: p.read_bytes() for p in folder.iterdir() if p.suffix != ".xmp"}
+    base = ["tag", "--model", str(bundle), "--workers", "0", "--format", "json", "--seed", "1"]
+
+    # 1. review: the contact sheet shows what --write-xmp would change, and nothing is written
+    report = tmp_path / "review" / "tags.html"
+    proc = run_cli(*base, "--report", str(report), str(folder))
+    assert proc.returncode == 0, proc.stderr
+    html = report.read_text(encoding="utf-8")
+    assert html.count('<section class="photo') == 3 and html.count("data:image/jpeg;base64,") == 3
+    assert "would change" in html and "digiKam:TagsList" in html
+    assert {p: p.read_text(encoding="utf-8") for p in originals} == originals and not (
+        folder / "c.png.xmp"
+    ).exists()
+    if CHROMIUM:
+        pixels = screenshot(report, tmp_path).astype(int)
+        assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
+
+    # 2. write under a nested root; person fields kept; exiftool reads all three properties
+    proc = run_cli(*base, "--write-xmp", "--root", "auto/tagan", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    tags = {Path(r["path"]).name: [t["tag"] for t in r["tags"]] for r in json.loads(proc.stdout)}
+    for path, text in originals.items():
+        assert without(rdf_facts(path.read_bytes())) == without(rdf_facts(text))
+    seen = exiftool(folder / "c.png.xmp")
+    assert as_list(seen["Subject"]) == tags["c.png"]
+    assert as_list(seen["HierarchicalSubject"]) == [f"auto|tagan|{t}" for t in tags["c.png"]]
+    assert as_list(seen["TagsList"]) == [f"auto/tagan/{t}" for t in tags["c.png"]]
+
+    # 3. re-tag, replacing only tagan's own keywords (another root, as after a newer model)
+    proc = run_cli(*base, "--write-xmp", "--mode", "replace-own", "--force", "--root", "tagan", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    for path in [*originals, folder / "c.png.xmp"]:
+        hierarchy = xmp.read_fields(path)["hierarchicalSubject"]
+        assert not [h for h in hierarchy if h.startswith("auto|")] and [
+            h for h in hierarchy if h.startswith("tagan|")
+        ]
+    assert "Places|Beach" in xmp.read_fields(folder / "a.jpg.xmp")["hierarchicalSubject"]
+
+    # 4. untag from another working directory: the person's sidecars come back exactly, tagan's own one goes
+    dry = subprocess.run([sys.executable, str(ROOT / "cli.py"), "untag", "--dry-run", "album"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert dry.returncode == 0 and (folder / "c.png.xmp").exists(), dry.stderr
+    undo = subprocess.run([sys.executable, str(ROOT / "cli.py"), "untag", "--format", "jsonl", "album"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert undo.returncode == 0, undo.stderr
+    for path, text in originals.items():
+        assert rdf_facts(path.read_bytes()) == rdf_facts(text)
+    assert not (folder / "c.png.xmp").exists()
+    assert {p: p.read_bytes() for p in photos} == photos  # photos never touched
+    assert not list(folder.glob(".*")) and not list(report.parent.glob(".*"))  # no temp files left
