@@ -92,6 +92,9 @@ class TrainConfig:
     select_every: int = 0  # model selection: score G every N steps and keep the best (0 = keep the last)
     checkpoint_every: int = 500  # steps between resume files (0 = never)
     log_every: int = 50  # steps per row of the loss plot (means over the row's steps)
+    # bf16: G's and D's forward passes autocast to bfloat16 (AVX512-BF16 CPUs, tensor cores): faster, but
+    # not the fp32 arithmetic (weights, optimiser and losses stay fp32)
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
         config.positive("batch_size", self.batch_size)
@@ -191,6 +194,7 @@ class Batch:
     real: torch.Tensor  # (B, ...)
     cond: torch.Tensor | None = None  # (B, ...) labels or image features; None for an unconditional GAN
     target: torch.Tensor | None = None  # (B, ...) e.g. the tag ids of the tag CGAN's auxiliary loss
+    cache: dict[str, torch.Tensor] = field(default_factory=dict)  # what a task computes once per step
 
 
 @dataclass
@@ -328,6 +332,11 @@ def fit(
     sums = saved_sums[min(info.rank, len(saved_sums) - 1)].to(device)
     since_row, diverged_at = int(extra.get("row_steps", 0)), 0
     bar_shown = sys.stderr.isatty()
+    bf16 = train.precision == "bf16"
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
     t0 = time.perf_counter()
 
     for step in utils.progress(range(start, train.steps), desc=name, total=train.steps - start):
@@ -340,31 +349,33 @@ def fit(
                     group["momentum"] = momentum
         idx = training.batch_indices(len(task), train.batch_size, step, seed, info)
         batch = task.batch(idx.to(task.device()))
-        with torch.no_grad() if task.fresh_noise_for_g else nullcontext():
+        with autocast(), torch.no_grad() if task.fresh_noise_for_g else nullcontext():
             fake = task.generate(g_run, batch)  # the D step's fakes (G's step reuses them unless fresh)
 
-        d_real = task.discriminate(d_run, batch.real, batch.cond)
-        d_fake = task.discriminate(d_run, fake.samples.detach(), fake.cond)
-        loss_d = d_loss(train.loss, d_real, d_fake)
-        extra_d = task.d_extra(d_run, batch, train.loss)
-        if extra_d is not None:
-            loss_d = loss_d + extra_d
+        with autocast():
+            d_real = task.discriminate(d_run, batch.real, batch.cond)
+            d_fake = task.discriminate(d_run, fake.samples.detach(), fake.cond)
+            loss_d = d_loss(train.loss, d_real, d_fake)
+            extra_d = task.d_extra(d_run, batch, train.loss)
+            if extra_d is not None:
+                loss_d = loss_d + extra_d
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         if d_caps:
             apply_max_norm(d_caps, optim.max_norm)
 
-        if task.fresh_noise_for_g:
-            fake = task.generate(g_run, batch)
         # G's step needs D's input gradients only: D's weights skip theirs (they were discarded anyway),
         # and the plain D (no DDP) runs so that nothing waits for an all-reduce of D's gradients
         for p in d_params:
             p.requires_grad_(False)
-        loss_g = g_loss(train.loss, task.discriminate(d, fake.samples, fake.cond))
-        extra_g = task.g_extra(fake, batch)
-        if extra_g is not None:
-            loss_g = loss_g + extra_g
+        with autocast():
+            if task.fresh_noise_for_g:
+                fake = task.generate(g_run, batch)
+            loss_g = g_loss(train.loss, task.discriminate(d, fake.samples, fake.cond))
+            extra_g = task.g_extra(fake, batch)
+            if extra_g is not None:
+                loss_g = loss_g + extra_g
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         for p in d_params:
@@ -377,7 +388,7 @@ def fit(
 
         done = step + 1
         with torch.no_grad():
-            sums += torch.stack([loss_d.detach(), loss_g.detach(), d_real.mean(), d_fake.mean()]).double()
+            sums += torch.stack([loss_d, loss_g, d_real.float().mean(), d_fake.float().mean()]).double()
         since_row += 1
         if not math.isfinite((loss_d + loss_g).item()):  # NaN gradients are all-reduced: every rank sees it
             log.warning("%s diverged at step %d (non-finite loss); keeping the selected model", name, done)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tagan import config, gan, metrics
+from tagan import config, gan, metrics, training
 from tagan.models.tag_cgan import DataSizes, Discriminator, Generator, TagCGANConfig, build, sample
 from tagan.tagging import TagData, TagIndex, decode_votes
 from tagan.utils import UserError
@@ -110,8 +110,13 @@ class TagCGANTask(gan.GANTask):
     def generate(self, g: nn.Module, batch: gan.Batch) -> gan.Fake:
         x = batch.cond
         assert x is not None
+        if "g_cond_hidden" not in batch.cache:
+            # G's image branch before dropout does not change between the D step's and G's own G call (only
+            # D learns in between): computed once per step, with its graph for G's step (same numbers)
+            with torch.enable_grad():
+                batch.cache["g_cond_hidden"] = training.unwrap(g).cond_hidden(x)  # (B, g_cond_hidden)
         z = torch.randn(len(x), self.noise_dim, device=x.device)  # (B, Z)
-        vec, logits = g(z, x, return_logits=True)  # (B, D), (B, V) or (B, D)
+        vec, logits = g(z, x, return_logits=True, cond_hidden=batch.cache["g_cond_hidden"])  # (B, D), (B, V)
         return gan.Fake(vec, x, z, logits)
 
     def d_extra(self, d: nn.Module, batch: gan.Batch, kind: gan.Loss) -> torch.Tensor | None:

@@ -111,12 +111,28 @@ class Generator(nn.Module):
                 raise ValueError("output='vocab' needs vocab_size > 0")
             self.register_buffer("vocab_vectors", torch.zeros(sizes.vocab_size, sizes.tag_dim))  # (V, D)
 
-    def logits(self, z: torch.Tensor, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def cond_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The image branch before its dropout (B, g_cond_hidden): the same for every noise draw."""
+        return self.cond[1](self.cond[0](self.norm(x)))
+
+    def logits(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        cond_hidden: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The joint layer's output: (B, tag_dim) vector or (B, V) vocabulary logits.
 
-        `cond` (B, g_cond_hidden), when given, is the image branch already computed (see sample()); x is then unused.
+        `cond` (B, g_cond_hidden), when given, is the image branch already computed (see sample()); x is then
+        unused. `cond_hidden` is the branch before its dropout (see cond_hidden()); the dropout still applies.
         """
-        h = self.cond(self.norm(x)) if cond is None else cond
+        if cond is not None:
+            h = cond
+        elif cond_hidden is not None:
+            h = self.cond[2](cond_hidden)  # (B, g_cond_hidden), dropout only
+        else:
+            h = self.cond(self.norm(x))
         return self.joint(torch.cat([self.noise(z), h], dim=1))
 
     def forward(
@@ -126,8 +142,9 @@ class Generator(nn.Module):
         generator: torch.Generator | None = None,
         return_logits: bool = False,
         cond: torch.Tensor | None = None,
+        cond_hidden: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        out = self.logits(z, x, cond)
+        out = self.logits(z, x, cond, cond_hidden)
         if self.cfg.output == "linear":
             vec = out  # (B, D)
         else:
