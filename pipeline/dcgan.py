@@ -51,16 +51,8 @@ class Params:
     def __post_init__(self) -> None:
         for key in ("svm_labels_per_class", "feature_grid", "eval_samples", "walk_rows", "walk_steps"):
             config.positive(key, getattr(self, key))
-        config.check(
-            len(self.svm_c_grid) > 0 and all(c > 0 for c in self.svm_c_grid),
-            "svm_c_grid",
-            f"must be a non-empty list of positive numbers, got {self.svm_c_grid}",
-        )
-        config.check(
-            len(self.sigma_grid) > 0 and all(s > 0 for s in self.sigma_grid),
-            "sigma_grid",
-            f"must be a non-empty list of positive numbers, got {self.sigma_grid}",
-        )
+        config.positive_list("svm_c_grid", self.svm_c_grid)
+        config.positive_list("sigma_grid", self.sigma_grid)
 
 
 def run(

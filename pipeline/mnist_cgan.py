@@ -37,11 +37,7 @@ class Params:
             "model.sample_scale",
             "is chosen on validation from sample_scales; set those instead",
         )
-        config.check(
-            len(self.sample_scales) > 0 and all(s > 0 for s in self.sample_scales),
-            "sample_scales",
-            f"must be a non-empty list of positive numbers, got {self.sample_scales}",
-        )
+        config.positive_list("sample_scales", self.sample_scales)
         config.check(
             self.eval_samples >= 10 and self.eval_samples % 10 == 0,
             "eval_samples",
@@ -55,11 +51,7 @@ class Params:
         config.check(
             self.select_val_images >= 0, "select_val_images", f"must be >= 0, got {self.select_val_images}"
         )
-        config.check(
-            len(self.sigma_grid) > 0 and all(s > 0 for s in self.sigma_grid),
-            "sigma_grid",
-            f"must be a non-empty list of positive numbers, got {self.sigma_grid}",
-        )
+        config.positive_list("sigma_grid", self.sigma_grid)
 
 
 def run(
