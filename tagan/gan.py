@@ -287,6 +287,78 @@ class FitResult:
         self.checkpointer.finish()
 
 
+def set_schedule(
+    optim: OptimConfig, step: int, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer
+) -> float:
+    """Set both optimisers' lr (and SGD momentum) for `step`; returns G's lr."""
+    lr_g, lr_d = learning_rates(optim, step)
+    momentum = momentum_at(optim, step)
+    for opt, lr in ((opt_g, lr_g), (opt_d, lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = lr
+            if optim.optimizer == "sgd":
+                group["momentum"] = momentum
+    return lr_g
+
+
+def d_step(
+    task: GANTask,
+    d: nn.Module,
+    opt_d: torch.optim.Optimizer,
+    batch: Batch,
+    fake: Fake,
+    kind: Loss,
+    autocast: Callable[[], Any],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One update of D on the real batch and G's (detached) fakes; returns (loss, D(real), D(fake))."""
+    with autocast():
+        d_real = task.discriminate(d, batch.real, batch.cond)
+        d_fake = task.discriminate(d, fake.samples.detach(), fake.cond)
+        loss = d_loss(kind, d_real, d_fake)
+        extra = task.d_extra(d, batch, kind)
+        if extra is not None:
+            loss = loss + extra
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+    return loss, d_real, d_fake
+
+
+def g_step(
+    task: GANTask,
+    g: nn.Module,
+    d: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    batch: Batch,
+    fake: Fake,
+    kind: Loss,
+    autocast: Callable[[], Any],
+) -> torch.Tensor:
+    """One update of G against the plain (unwrapped) D; returns G's loss.
+
+    G's step needs D's input gradients only: D's weights skip theirs (they were discarded anyway), and
+    the plain D (no DDP) runs so that nothing waits for an all-reduce of D's gradients.
+    """
+    d_params = list(d.parameters())
+    for p in d_params:
+        p.requires_grad_(False)
+    try:
+        with autocast():
+            if task.fresh_noise_for_g:
+                fake = task.generate(g, batch)
+            loss = g_loss(kind, task.discriminate(d, fake.samples, fake.cond))
+            extra = task.g_extra(fake, batch)
+            if extra is not None:
+                loss = loss + extra
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+    finally:
+        for p in d_params:
+            p.requires_grad_(True)
+    opt_g.step()
+    return loss
+
+
 def fit(
     task: GANTask,
     g: nn.Module,
@@ -324,7 +396,6 @@ def fit(
     best: dict[str, Any] = extra.get("best", {"score": -math.inf, "step": -1, "g": None, "d": None})
     resumed_seconds = float(extra.get("train_seconds", 0.0))
     sampler = ema if ema is not None else g
-    d_params = list(d.parameters())
     g_caps, d_caps = (max_norm_weights(g), max_norm_weights(d)) if optim.max_norm else ([], [])
     device = training.module_device(g)
     # d_loss, g_loss, D(real), D(fake) summed over the steps since the last row, per rank (read once per row)
@@ -340,47 +411,15 @@ def fit(
     t0 = time.perf_counter()
 
     for step in utils.progress(range(start, train.steps), desc=name, total=train.steps - start):
-        lr_g, lr_d = learning_rates(optim, step)
-        momentum = momentum_at(optim, step)
-        for opt, lr in ((opt_g, lr_g), (opt_d, lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = lr
-                if optim.optimizer == "sgd":
-                    group["momentum"] = momentum
+        lr_g = set_schedule(optim, step, opt_g, opt_d)
         idx = training.batch_indices(len(task), train.batch_size, step, seed, info)
         batch = task.batch(idx.to(task.device()))
         with autocast(), torch.no_grad() if task.fresh_noise_for_g else nullcontext():
             fake = task.generate(g_run, batch)  # the D step's fakes (G's step reuses them unless fresh)
-
-        with autocast():
-            d_real = task.discriminate(d_run, batch.real, batch.cond)
-            d_fake = task.discriminate(d_run, fake.samples.detach(), fake.cond)
-            loss_d = d_loss(train.loss, d_real, d_fake)
-            extra_d = task.d_extra(d_run, batch, train.loss)
-            if extra_d is not None:
-                loss_d = loss_d + extra_d
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        loss_d, d_real, d_fake = d_step(task, d_run, opt_d, batch, fake, train.loss, autocast)
         if d_caps:
             apply_max_norm(d_caps, optim.max_norm)
-
-        # G's step needs D's input gradients only: D's weights skip theirs (they were discarded anyway),
-        # and the plain D (no DDP) runs so that nothing waits for an all-reduce of D's gradients
-        for p in d_params:
-            p.requires_grad_(False)
-        with autocast():
-            if task.fresh_noise_for_g:
-                fake = task.generate(g_run, batch)
-            loss_g = g_loss(train.loss, task.discriminate(d, fake.samples, fake.cond))
-            extra_g = task.g_extra(fake, batch)
-            if extra_g is not None:
-                loss_g = loss_g + extra_g
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        for p in d_params:
-            p.requires_grad_(True)
-        opt_g.step()
+        loss_g = g_step(task, g_run, d, opt_g, batch, fake, train.loss, autocast)
         if g_caps:
             apply_max_norm(g_caps, optim.max_norm)
         if ema is not None:
