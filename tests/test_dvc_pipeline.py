@@ -223,10 +223,10 @@ def check_pipeline(repo: Path, remote: Path) -> None:
 
     # A code change re-runs exactly the stages whose import closure holds the module.
     for module in (
-        "pipeline/models/mnist.py",
-        "pipeline/readers/mnist.py",
-        "pipeline/tagging.py",
-        "pipeline/utils.py",
+        "tagan/models/mnist.py",
+        "tagan/readers/mnist.py",
+        "tagan/tagging.py",
+        "tagan/utils.py",
     ):
         with (repo / module).open("a") as f:
             f.write("\n# touched by the test\n")
