@@ -37,6 +37,11 @@ PRESETS = {  # preset -> (stage, params section, default steps)
     "mnist_cgan.strong": ("mnist_cgan", "mnist_cgan.strong", 200),
     "dcgan": ("dcgan", "dcgan", 100),
     "tag_cgan.strong": ("tag_cgan", "tag_cgan.strong", 300),
+    "tag_cgan.paper": (
+        "tag_cgan",
+        "tag_cgan.paper",
+        100,
+    ),  # not bit-identical: its bce is now BCE-with-logits
 }
 
 
@@ -163,7 +168,7 @@ def worker(version: str, preset: str, steps: int, mnist: Path, tags: Path, param
         module.train = train_and_stop
 
     runtime = config.Runtime(device="cpu", num_threads=1)
-    out = Path(tempfile.mkdtemp(prefix="bench_out_"))
+    out = Path.cwd()  # run_worker's temp dir
     clf = out / "classifier.pt"
     clf.write_bytes(b"")  # the stages check that it exists before training; evaluation never runs
     try:
@@ -174,7 +179,7 @@ def worker(version: str, preset: str, steps: int, mnist: Path, tags: Path, param
                 cfg, runtime, mnist, clf, *(out / f for f in ("m.pt", "m.json", "l.csv", "s.png", "w.png"))
             )
         else:
-            module.run(cfg, runtime, "strong", tags / "items.jsonl", tags / "vocab.json", tags / "features.npz",
+            module.run(cfg, runtime, preset.split(".")[1], tags / "items.jsonl", tags / "vocab.json", tags / "features.npz",
                        tags / "emb", out / "m.pt", out / "l.csv")  # fmt: skip
     except _Stop:
         pass
@@ -189,9 +194,9 @@ def worker(version: str, preset: str, steps: int, mnist: Path, tags: Path, param
 # ---------------------------------------------------------------------------------------------- driver
 
 
-def old_checkout(rev: str) -> Path:
-    """The old commit's tree in a temp dir (git archive: no worktree left behind)."""
-    root = Path(tempfile.mkdtemp(prefix="tagan_old_"))
+def old_checkout(rev: str, root: Path) -> Path:
+    """The old commit's tree in `root` (git archive: no worktree to clean up)."""
+    root.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
     return root
@@ -213,7 +218,7 @@ def run_worker(version: str, code: Path, preset: str, steps: int, mnist: Path, t
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="old/new pairs per preset (order alternates)")
-    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS)[:4], choices=list(PRESETS))
     ap.add_argument("--steps", type=int, help="steps per run (default: per preset, a few hundred)")
     ap.add_argument("--old-rev", default=OLD_REV)
     ap.add_argument("--mnist", type=Path, default=ROOT / "data/mnist/mnist.npz")
@@ -232,20 +237,24 @@ def main() -> None:
             f"{args.mnist} not found: python -m pipeline.mnist_data --out {args.mnist} --metrics /tmp/m.json"
         )
     sys.path.insert(0, str(ROOT))
-    old = old_checkout(args.old_rev)
-    tags = Path(tempfile.mkdtemp(prefix="bench_tags_"))
-    synthetic_tag_data(tags)
     versions = ["old", "new", "new-bf16"] if args.bf16 else ["old", "new"]
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {p: {v: [] for v in versions} for p in args.presets}
-    for rep in range(args.repeats):
-        for preset in args.presets:
-            steps = args.steps or PRESETS[preset][2]
-            order = versions if rep % 2 == 0 else versions[::-1]
-            for version in order:
-                r = run_worker(version, old if version == "old" else ROOT, preset, steps, args.mnist, tags)
-                results[preset][version].append(r)
-                print(f"repeat {rep + 1} {preset:18} {version}: {r['steps'] / r['wall']:7.2f} steps/s, "
-                      f"{r['cpu'] / r['steps'] * 1000:7.1f} CPU-ms/step", file=sys.stderr, flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        old = old_checkout(args.old_rev, Path(tmp) / "old")
+        tags = Path(tmp) / "tags"
+        synthetic_tag_data(tags)
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {
+            p: {v: [] for v in versions} for p in args.presets
+        }
+        for rep in range(args.repeats):
+            for preset in args.presets:
+                steps = args.steps or PRESETS[preset][2]
+                for version in versions if rep % 2 == 0 else versions[::-1]:  # alternate who goes first
+                    r = run_worker(
+                        version, old if version == "old" else ROOT, preset, steps, args.mnist, tags
+                    )
+                    results[preset][version].append(r)
+                    print(f"repeat {rep + 1} {preset:18} {version}: {r['steps'] / r['wall']:7.2f} steps/s, "
+                          f"{r['cpu'] / r['steps'] * 1000:7.1f} CPU-ms/step", file=sys.stderr, flush=True)  # fmt: skip
 
     rows = []
     for preset, by in results.items():
