@@ -35,7 +35,7 @@ OLD_REV = "7317e94"
 PRESETS = {  # preset -> (stage, params section, default steps)
     "mnist_cgan.paper": ("mnist_cgan", "mnist_cgan.paper", 200),
     "mnist_cgan.strong": ("mnist_cgan", "mnist_cgan.strong", 200),
-    "dcgan": ("dcgan", "dcgan", 100),
+    "dcgan": ("dcgan", "dcgan", 80),
     "tag_cgan.strong": ("tag_cgan", "tag_cgan.strong", 300),
     "tag_cgan.paper": (
         "tag_cgan",
