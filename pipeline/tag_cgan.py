@@ -65,10 +65,11 @@ def run(
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     g, d, sizes = tag_gan.build_for_data(cfg.model, data, index, rows)
     params_dict = config.to_dict(cfg)
+    val_p_at_5 = lambda sampler: tag_gan.val_p_at_5(sampler, data, index, cfg.select_samples)  # noqa: E731
     fitted = gan.fit(
         task, g.to(device), d.to(device), cfg.train, cfg.optim, name=f"tag_cgan_{preset}",
         config_dict={**params_dict, "pairs": len(rows)}, seed=cfg.seed, info=info,
-        select=(lambda g: tag_gan.val_p_at_5(g, data, index, cfg.select_samples)) if cfg.train.select_every else None,
+        select=val_p_at_5 if cfg.train.select_every else None,
     )  # fmt: skip
 
     result: dict[str, float] = {}
