@@ -105,7 +105,11 @@ def iter_photos(
             dirnames[:] = sorted(
                 d for d in dirnames if not d.startswith(".") and not excluded(here / d, root)
             )
-            for name in sorted(filenames, key=lambda n: (os.path.splitext(n)[0], n)):  # twins adjacent
+            names = sorted(filenames, key=lambda n: (os.path.splitext(n)[0], n))  # twins adjacent
+            links = {n for n in names if os.path.islink(here / n)}  # after the real files: a photo and a
+            for name in [n for n in names if n not in links] + [
+                n for n in names if n in links
+            ]:  # link: the photo
                 path = here / name
                 if (
                     not name.startswith(".")
