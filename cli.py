@@ -30,6 +30,12 @@ BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR o
 # the methods a bundle holds (tagan.tagging.METHODS; kept here so --help needs no torch import)
 METHODS = ("cgan", "knn", "classifier", "cgan_strong", "cgan_paper", "regressor", "prior", "zeroshot")
 FORMATS = ("table", "json", "jsonl", "csv")
+RUNTIMES = (
+    "auto",
+    "onnxruntime",
+    "openvino",
+    "torch",
+)  # tagan.models.backbones.RUNTIMES (no torch import here)
 log = logging.getLogger("tagan")
 
 EPILOG = """\
@@ -329,7 +335,7 @@ def open_session(args: argparse.Namespace) -> Session:
         "efficientnet-lite0", "efficientnet_lite0"
     )
     kwargs = {"image_size": int(tagger.info["image_size"])} if "image_size" in tagger.info else {}
-    backbone = build_backbone(name, resolve_device(args.device), **kwargs)
+    backbone = build_backbone(name, resolve_device(args.device), runtime=args.runtime, **kwargs)
     decode = {k: int(tagger.info[k]) for k in ("max_side", "max_pixels") if k in tagger.info}
     return Session(tagger, backbone, model_id(args.model, args.method), allowed, decode)
 
@@ -662,6 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tag.add_argument(
         "--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)"
+    )
+    tag.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what runs the image network: auto (onnxruntime on a CPU, torch on CUDA; default), onnxruntime, "
+        "openvino or torch. Each is checked against torch's features when it loads",
     )
     tag.add_argument("--chunk", type=_positive_int, default=512, help=argparse.SUPPRESS)  # paths held at once
     tag.set_defaults(func=cmd_tag)
