@@ -139,7 +139,7 @@ def run_cli_tree(tree: Path, model: Path, folder: Path, count: int, unique: list
 
 def tagging_cpu(model: Path, samples: int, n: int = 64) -> float:
     """CPU seconds per photo of tagging alone (GAN samples + FAISS decoding) from a feature vector."""
-    args = tag_args(model, [], 4, 0, samples)
+    args = tag_args(model, [Path("unused.jpg")], 4, 0, samples)
     args.runtime = "torch"  # the network is not used here
     session = cli.open_session(args)
     feats = np.random.default_rng(0).normal(size=(n, 1280)).astype(np.float32)
@@ -169,6 +169,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100, help="GAN samples per photo (the paper: 100)")
     ap.add_argument("--sample", type=int, default=200, help="photos for the per-stage CPU breakdown")
     ap.add_argument("--skip-features", action="store_true", help="only the CLI measurements")
+    ap.add_argument("--features-photos", type=int, default=0, help="image_features on the first N (0: all)")
+    ap.add_argument(
+        "--baseline-max", type=int, default=0, help="CLI sizes above N run the new side only (0: all)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     load0 = loadavg()
@@ -187,18 +191,21 @@ def main() -> None:
         features = None
         if not args.skip_features:
             log.info("image_features side by side on %d photos", len(paths))
-            features = side_by_side(sides, paths, args.blocks, args.features_workers, tmp_path)
+            subset = paths[: args.features_photos or len(paths)]
+            features = side_by_side(sides, subset, args.blocks, args.features_workers, tmp_path)
         load_mid = loadavg()
         cli_runs: dict[tuple[str, int], dict] = {}
         for count in [int(s) for s in args.sizes.split(",") if s.strip()]:
             for name, (tree, _) in sides.items():
+                if args.baseline_max and count > args.baseline_max and name != "new (default)":
+                    continue
                 log.info("tagan tag: %s on %d photos", name, count)
                 cli_runs[name, count] = run_cli_tree(tree, model, tmp_path / f"folder_{count}", count, paths,
                                                      args.workers)  # fmt: skip
         parts = breakdown(sides, paths[: args.sample], tmp_path)
         tag_cpu = tagging_cpu(model, args.samples)
     load1 = loadavg()
-    print(f"\n## tagan benchmark: {len(paths)} distinct 640x480 JPEGs, {os.cpu_count()} cores, "
+    print(f"\n## tagan benchmark: image_features on {len(subset) if features else 0} of {len(paths)} distinct 640x480 JPEGs, {os.cpu_count()} cores, "
           f"baseline {args.baseline}, load average (1/5/15 min) {load0} -> {load_mid} -> {load1}\n")  # fmt: skip
     if features:
         print_features(features, parts)
@@ -211,8 +218,9 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for (name, count), m in cli_runs.items():
-        base = cli_runs[next(iter(sides)), count]["per_s"]
-        print(f"| {name} | {m['photos']} | {m['per_s']:.1f} | {m['per_s'] / base:.2f} | "
+        base = cli_runs.get((next(iter(sides)), count), {}).get("per_s")
+        ratio = f"{m['per_s'] / base:.2f}" if base else "-"
+        print(f"| {name} | {m['photos']} | {m['per_s']:.1f} | {ratio} | "
               f"{m['cpu_per_photo'] * 1000:.1f} | {m['main_mib']:.0f} | {m['tree_mib']:.0f} |")  # fmt: skip
 
 
