@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,12 +29,8 @@ BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR o
 # the methods a bundle holds (tagan.tagging.METHODS; kept here so --help needs no torch import)
 METHODS = ("cgan", "knn", "classifier", "cgan_strong", "cgan_paper", "regressor", "prior", "zeroshot")
 FORMATS = ("table", "json", "jsonl", "csv")
-RUNTIMES = (
-    "auto",
-    "onnxruntime",
-    "openvino",
-    "torch",
-)  # tagan.models.backbones.RUNTIMES (no torch import here)
+# tagan.models.backbones.RUNTIMES (kept here so --help needs no torch import)
+RUNTIMES = ("auto", "onnxruntime", "openvino", "torch")
 log = logging.getLogger("tagan")
 
 EPILOG = """\
@@ -111,11 +106,9 @@ def iter_photos(
             dirnames[:] = sorted(
                 d for d in dirnames if not d.startswith(".") and not excluded(here / d, root)
             )
-            names = sorted(filenames, key=lambda n: (os.path.splitext(n)[0], n))  # twins adjacent
-            links = {n for n in names if os.path.islink(here / n)}  # after the real files: a photo and a
-            for name in [n for n in names if n not in links] + [
-                n for n in names if n in links
-            ]:  # link: the photo
+            link = {n: os.path.islink(here / n) for n in filenames}
+            # twins adjacent (IMG_1.CR2, IMG_1.JPG); symlinks last: a photo and a link to it report the photo
+            for name in sorted(filenames, key=lambda n: (link[n], os.path.splitext(n)[0], n)):
                 path = here / name
                 if (
                     not name.startswith(".")
@@ -156,13 +149,6 @@ def twin_sources(paths: list[Path]) -> dict[Path, Path]:
         if images:
             plan.update({p: images[0] for p in group if p.suffix.lower() in RAW_SUFFIXES})
     return plan
-
-
-def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive lists of at most `size` items (keeps memory bounded on huge folders)."""
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
 
 
 # --------------------------------------------------------------------------------------------- results

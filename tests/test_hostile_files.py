@@ -263,3 +263,47 @@ def test_hostile_corpus_through_the_cli(corpus: tuple[Path, dict], bundle: Path)
     assert {cli.shown(p) for p in written} == tagged
     assert all(not r.get("sidecar") for r in records if r["status"].startswith("skipped"))
     assert (root / "IMG_1.DNG.xmp").is_file() and (root / "IMG_1.JPG.xmp").is_file()  # each its own sidecar
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to drop to 'nobody'")
+def test_unreadable_file_and_unlistable_folder_as_an_unprivileged_user(bundle: Path) -> None:
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="tagan-nobody-", dir="/tmp"))  # readable by nobody, unlike tmp_path
+    try:
+        top.chmod(0o755)
+        shutil.copytree(bundle, top / "bundle")
+        photos = top / "photos"
+        (photos / "closed").mkdir(parents=True)
+        for path in (photos / "ok.jpg", photos / "locked.jpg", photos / "closed" / "inner.jpg"):
+            path.write_bytes(_jpeg(picture()))
+        (photos / "locked.jpg").chmod(0)
+        (photos / "closed").chmod(0)
+        (top / "home").mkdir(mode=0o777)
+        (top / "home").chmod(0o777)
+        for path in top.rglob("*"):
+            if path.is_relative_to(photos):
+                continue
+            path.chmod(0o777 if path.is_dir() else 0o644)
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "HOME": str(top / "home"),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        env["TAGAN_CACHE_DIR"] = str(top / "home" / "cache")
+        cmd = [sys.executable, str(ROOT / "cli.py"), "tag", "--model", str(top / "bundle"), "--format", "jsonl",
+               "--runtime", "torch", "--workers", "0", str(photos)]  # fmt: skip
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=240, user=65534, group=65534
+        )
+        assert proc.returncode == cli.EXIT_SKIPPED and "Traceback" not in proc.stderr, proc.stderr
+        status = {Path(r["path"]).name: r["status"] for r in map(json.loads, proc.stdout.splitlines())}
+        assert status["ok.jpg"] == "ok"
+        assert status["locked.jpg"].startswith("skipped: cannot read file (Permission denied")
+        assert status["closed"].startswith("skipped: cannot list folder (Permission denied")
+    finally:
+        (top / "photos" / "closed").chmod(0o755)
+        shutil.rmtree(top, ignore_errors=True)
