@@ -190,8 +190,8 @@ def main() -> None:
         }
         features = None
         if not args.skip_features:
-            log.info("image_features side by side on %d photos", len(paths))
             subset = paths[: args.features_photos or len(paths)]
+            log.info("image_features side by side on %d photos", len(subset))
             features = side_by_side(sides, subset, args.blocks, args.features_workers, tmp_path)
         load_mid = loadavg()
         cli_runs: dict[tuple[str, int], dict] = {}
