@@ -140,7 +140,7 @@ def run_cli_tree(tree: Path, model: Path, folder: Path, count: int, unique: list
 def tagging_cpu(model: Path, samples: int, n: int = 64) -> float:
     """CPU seconds per photo of tagging alone (GAN samples + FAISS decoding) from a feature vector."""
     args = tag_args(model, [Path("unused.jpg")], 4, 0, samples)
-    args.runtime = "torch"  # the network is not used here
+    # runtime auto, as the CLI: the tagger then runs on one torch thread (open_session)
     session = cli.open_session(args)
     feats = np.random.default_rng(0).normal(size=(n, 1280)).astype(np.float32)
     cli.tag_features(session, feats[0], args)
