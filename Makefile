@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install system-packages repro test test-fast lint format clean-venv
+.PHONY: install system-packages repro tagger test test-fast lint format clean-venv
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,9 @@ system-packages:  ## Open Clip Art (offline tagging data) and exiftool (XMP chec
 
 repro: install  ## The main job: the whole DVC pipeline on the offline defaults
 	dvc repro
+
+tagger: install  ## Only what `tagan tag` needs (the tagging branch: tags_data, image_features, tag_embeddings, tag_cgan, tag_eval), no MNIST
+	dvc repro tag_eval
 
 test: install  ## The test suite, slow end-to-end checks included
 	$(PY) -m pytest -q

@@ -16,10 +16,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,8 @@ BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR o
 # the methods a bundle holds (tagan.tagging.METHODS; kept here so --help needs no torch import)
 METHODS = ("cgan", "knn", "classifier", "cgan_strong", "cgan_paper", "regressor", "prior", "zeroshot")
 FORMATS = ("table", "json", "jsonl", "csv")
+# tagan.models.backbones.RUNTIMES (kept here so --help needs no torch import)
+RUNTIMES = ("auto", "onnxruntime", "openvino", "torch")
 log = logging.getLogger("tagan")
 
 EPILOG = """\
@@ -49,15 +51,31 @@ exit status:
 
 
 # --------------------------------------------------------------------------------------------- finding photos
-def iter_photos(paths: Iterable[Path], *, exclude: Iterable[str] = ()) -> Iterator[Path]:
-    """Photos under `paths` (files as given; folders recursively, image suffixes only), each once, loop-safe."""
-    from tagan.readers.images import IMAGE_SUFFIXES
+def iter_photos(
+    paths: Iterable[Path],
+    *,
+    exclude: Iterable[str] = (),
+    on_error: Callable[[Path, str], None] | None = None,
+) -> Iterator[Path]:
+    """Photos under `paths` (files as given; folders recursively, photo suffixes only), each once, loop-safe.
+
+    In a folder a RAW and its JPEG twin (IMG_1.CR2, IMG_1.JPG) come one after the other. A folder that cannot
+    be listed is passed to `on_error(folder, reason)` (default: a warning) instead of being skipped silently.
+    """
+    from tagan.readers.images import PHOTO_SUFFIXES
 
     patterns = list(exclude)
     seen_files: set[str] = (
         set()
     )  # real paths: a file reached through symlinks is tagged once (hard links are distinct)
     seen_dirs: set[tuple[int, int]] = set()  # (device, inode) of folders walked: symlink loops end here
+
+    def report(error: OSError) -> None:
+        reason = f"cannot list folder ({error.strerror or error})"
+        if on_error is None:
+            log.warning("%s: %s", error.filename, reason)
+        else:
+            on_error(Path(error.filename), reason)
 
     def excluded(path: Path, root: Path) -> bool:
         rel = path.relative_to(root).as_posix() if path != root else path.name
@@ -87,7 +105,7 @@ def iter_photos(paths: Iterable[Path], *, exclude: Iterable[str] = ()) -> Iterat
             if not excluded(root, root) and first_file(root):
                 yield root
             continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=report):
             here = Path(dirpath)
             if not first_dir(here):  # a symlink loop or a folder reached twice
                 dirnames[:] = []
@@ -95,22 +113,49 @@ def iter_photos(paths: Iterable[Path], *, exclude: Iterable[str] = ()) -> Iterat
             dirnames[:] = sorted(
                 d for d in dirnames if not d.startswith(".") and not excluded(here / d, root)
             )
-            for name in sorted(filenames):
+            link = {n: os.path.islink(here / n) for n in filenames}
+            # twins adjacent (IMG_1.CR2, IMG_1.JPG); symlinks last: a photo and a link to it report the photo
+            for name in sorted(filenames, key=lambda n: (link[n], os.path.splitext(n)[0], n)):
                 path = here / name
                 if (
                     not name.startswith(".")
-                    and path.suffix.lower() in IMAGE_SUFFIXES
+                    and path.suffix.lower() in PHOTO_SUFFIXES
                     and not excluded(path, root)
                     and first_file(path)
                 ):
                     yield path
 
 
-def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive lists of at most `size` items (keeps memory bounded on huge folders)."""
-    it = iter(items)
-    while chunk := list(islice(it, size)):
+def twin_key(path: Path) -> tuple[Path, str]:
+    """Photos with the same key are one shot in several files (IMG_1.CR2 + IMG_1.JPG): same folder and stem."""
+    return path.parent, path.stem
+
+
+def photo_chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
+    """Lists of about `size` consecutive paths (bounded memory) that never split a RAW from its twin."""
+    chunk: list[Path] = []
+    for path in paths:
+        if len(chunk) >= size and twin_key(path) != twin_key(chunk[-1]):
+            yield chunk
+            chunk = []
+        chunk.append(path)
+    if chunk:
         yield chunk
+
+
+def twin_sources(paths: list[Path]) -> dict[Path, Path]:
+    """RAW path -> the JPEG/HEIC twin among `paths` whose decoded features it reuses (the twin is cheaper)."""
+    from tagan.readers.images import IMAGE_SUFFIXES, RAW_SUFFIXES
+
+    groups: dict[tuple[Path, str], list[Path]] = {}
+    for path in paths:
+        groups.setdefault(twin_key(path), []).append(path)
+    plan = {}
+    for group in groups.values():
+        images = [p for p in group if p.suffix.lower() in IMAGE_SUFFIXES]
+        if images:
+            plan.update({p: images[0] for p in group if p.suffix.lower() in RAW_SUFFIXES})
+    return plan
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -124,6 +169,7 @@ class Record:
     sidecar: Path | None = None
     xmp_added: list[str] | None = None  # keywords new to the sidecar (would be added, with --dry-run)
     xmp_change: Any = field(default=None, repr=False)  # the sidecar change (tagan.readers.xmp.XmpChange)
+    source: Path | None = None  # the twin whose decoded features were reused (a RAW tagged from its JPEG)
 
     @property
     def skipped(self) -> bool:
@@ -131,14 +177,24 @@ class Record:
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "path": str(self.path),
+            "path": shown(self.path),
             "status": self.status,
             "tags": [{"tag": t, "score": round(float(s), 4)} for t, s in self.tags],
         }
+        if self.source is not None:
+            d["features_from"] = shown(self.source)
         if self.sidecar is not None:
-            d["sidecar"] = str(self.sidecar)
+            d["sidecar"] = shown(self.sidecar)
             d["xmp_added"] = self.xmp_added or []
         return d
+
+
+def shown(path: Path | str, *, one_line: bool = False) -> str:
+    """A path as printable UTF-8 text: undecodable name bytes as \\xNN; with one_line, control characters escaped."""
+    text = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if one_line and not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text
 
 
 class Writer:
@@ -163,20 +219,22 @@ class Writer:
         elif self.fmt == "csv":
             self.csv.writerow(
                 [
-                    rec.path,
+                    shown(rec.path),
                     rec.status,
                     ";".join(t for t, _ in rec.tags),
                     ";".join(f"{s:.4f}" for _, s in rec.tags),
-                    rec.sidecar or "",
+                    shown(rec.sidecar) if rec.sidecar else "",
                     ";".join(rec.xmp_added or []),
                 ]
             )
         else:
             tags = ", ".join(f"{t} ({s:.2f})" for t, s in rec.tags) or "-"
-            self.stream.write(f"{rec.path}\t{rec.status}\t{tags}\n")
+            self.stream.write(f"{shown(rec.path, one_line=True)}\t{rec.status}\t{tags}\n")
             if rec.sidecar is not None and rec.xmp_added:
                 verb = "would add" if self.dry_run else "added"
-                self.stream.write(f"  {verb} {', '.join(rec.xmp_added)} -> {rec.sidecar}\n")
+                self.stream.write(
+                    f"  {verb} {', '.join(rec.xmp_added)} -> {shown(rec.sidecar, one_line=True)}\n"
+                )
         self.count += 1
         if self.stream.isatty():
             self.stream.flush()
@@ -271,7 +329,13 @@ def open_session(args: argparse.Namespace) -> Session:
         "efficientnet-lite0", "efficientnet_lite0"
     )
     kwargs = {"image_size": int(tagger.info["image_size"])} if "image_size" in tagger.info else {}
-    backbone = build_backbone(name, resolve_device(args.device), **kwargs)
+    backbone = build_backbone(name, resolve_device(args.device), runtime=args.runtime, **kwargs)
+    if backbone.runtime != "torch" and backbone.device.type == "cpu":
+        import torch
+
+        # torch now only runs the tagger on one photo at a time: too small for intra-op threads, which
+        # cost 10x in wall time on a busy machine (4.5 vs 45 CPU ms/photo measured at load 11)
+        torch.set_num_threads(1)
     decode = {k: int(tagger.info[k]) for k in ("max_side", "max_pixels") if k in tagger.info}
     return Session(tagger, backbone, model_id(args.model, args.method), allowed, decode)
 
@@ -291,34 +355,74 @@ def tag_features(session: Session, feature: Any, args: argparse.Namespace) -> li
 
 
 def tag_stream(args: argparse.Namespace, session: Session) -> Iterator[Record]:
-    """Records of every photo under args.paths, in walk order; paths are streamed in chunks (bounded memory)."""
+    """Records of every photo under args.paths, in walk order; paths are streamed in chunks (bounded memory).
+
+    Folders that cannot be listed become skipped records.
+    """
+    problems: list[Record] = []
+    found = iter_photos(
+        args.paths,
+        exclude=args.exclude,
+        on_error=lambda p, why: problems.append(Record(p, f"skipped: {why}")),
+    )
+    for chunk in photo_chunks(found, args.chunk):
+        yield from problems
+        problems.clear()
+        yield from tag_chunk(chunk, args, session)
+    yield from problems
+
+
+def tag_chunk(chunk: list[Path], args: argparse.Namespace, session: Session) -> Iterator[Record]:
+    """Records of one chunk of photos, in order, each as soon as its features (or its twin's) are known.
+
+    A RAW whose JPEG/HEIC twin is in the chunk reuses the twin's features (one decode for both); each still
+    gets its own record and sidecar.
+    """
     from tagan.features import extract_features
     from tagan.readers import xmp
 
-    for chunk in chunks(iter_photos(args.paths, exclude=args.exclude), args.chunk):
-        todo = []
-        for path in chunk:
-            sidecar = xmp.sidecar_path(path, args.xmp_style)
-            if args.write_xmp and not args.force and xmp.read_model(sidecar) == session.model_id:
-                yield Record(path, "cached", tags=xmp.read_tags(sidecar), sidecar=sidecar, xmp_added=[])
-            else:
-                todo.append(path)
-        features = extract_features(
-            todo,
-            session.backbone,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            device=session.backbone.device,
-            **session.decode,
-        )
-        for path, feature, reason in features:
-            if feature is None:
-                yield Record(Path(path), f"skipped: {reason}")
+    extract = dict(batch_size=args.batch_size, device=session.backbone.device, **session.decode)
+    done: dict[Path, Record] = {}
+    todo = []
+    for path in chunk:
+        sidecar = xmp.sidecar_path(path, args.xmp_style)
+        if args.write_xmp and not args.force and xmp.read_model(sidecar) == session.model_id:
+            done[path] = Record(path, "cached", tags=xmp.read_tags(sidecar), sidecar=sidecar, xmp_added=[])
+        else:
+            todo.append(path)
+    twins = twin_sources(todo)
+    results: dict[Path, tuple[Any, str | None]] = {}
+    pending = deque(chunk)
+
+    def ready() -> Iterator[Record]:
+        """Records of the chunk's leading photos whose features are known."""
+        while pending:
+            path = pending[0]
+            if path in done:
+                yield done.pop(pending.popleft())
                 continue
-            rec = Record(Path(path), tags=tag_features(session, feature, args))
+            source = twins.get(path, path)
+            if source not in results:
+                return
+            feature, reason = results[source]
+            if feature is None and source != path:  # the twin failed: decode the RAW itself
+                source = path
+                ((_, feature, reason),) = extract_features([path], session.backbone, workers=0, **extract)
+            pending.popleft()
+            if feature is None:
+                yield Record(path, f"skipped: {reason}")
+                continue
+            rec = Record(path, tags=tag_features(session, feature, args))
+            rec.source = source if source != path else None
             if args.write_xmp:
                 write_sidecar(rec, session, args)
             yield rec
+
+    decode = [p for p in todo if p not in twins]
+    for path, feature, reason in extract_features(decode, session.backbone, workers=args.workers, **extract):
+        results[Path(path)] = (feature, reason)
+        yield from ready()
+    yield from ready()
 
 
 def tag_photos(args: argparse.Namespace, writer: Writer, sheet: Any = None) -> tuple[int, int, int]:
@@ -756,6 +860,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tag.add_argument(
         "--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)"
+    )
+    tag.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what runs the image network: auto (onnxruntime on a CPU, torch on CUDA; default), onnxruntime, "
+        "openvino or torch. Each is checked against torch's features when it loads",
     )
     tag.add_argument("--chunk", type=_positive_int, default=512, help=argparse.SUPPRESS)  # paths held at once
     add_sidecar_options(tag)

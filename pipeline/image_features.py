@@ -58,7 +58,11 @@ def run(
     computed = {"images": 0, "skipped": 0, "seconds": 0.0}
     if todo:
         backbone = build_backbone(
-            cfg.backbone, resolve_device(runtime.device), image_size=cfg.image_size, fit=cfg.fit
+            cfg.backbone,
+            resolve_device(runtime.device),
+            image_size=cfg.image_size,
+            fit=cfg.fit,
+            runtime=cfg.runtime,
         )
         for s in todo:
             a, b = bounds[s]

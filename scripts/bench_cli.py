@@ -1,12 +1,17 @@
-"""Benchmark the tagger CLI end to end: batched pipeline vs a naive one-photo loop, and peak memory vs photo count.
+"""Benchmark `tagan tag` and image_features in ONE run: today's code path vs this tree, side by side.
 
-    python scripts/bench_cli.py                      # model from data/tagger (else a synthetic paper-size bundle)
-    python scripts/bench_cli.py --photos 200 --sizes 1000
+    python scripts/bench_cli.py                         # 10,000 photos; model from data/tagger, else synthetic
+    python scripts/bench_cli.py --photos 2000 --sizes 500,2000
 
 Photos are 640x480 JPEGs generated in a temp dir from scikit-learn's sample photos (random crops, flips,
-colour jitter, noise). Throughput covers decode, features, GAN samples, FAISS decoding and output; the two
-loops run side by side in one process over the same photos. Memory runs the real CLI in a subprocess and
-samples the main process's RSS and the PSS of its whole process tree (main + decoding workers). Run it alone on the machine.
+colour jitter, noise). "Today" is `git archive --baseline REV` (torch runtime, the old JPEG draft) run from
+its own source tree; "new" is this tree with its defaults (runtime auto = ONNX Runtime on a CPU). Measured:
+image_features (the stage's extract_features, sides alternating block by block), the real CLI as a subprocess
+(`cli.py tag FOLDER --format jsonl`) of each side on 1k and 10k photos (photos/s, CPU s per photo of the whole
+process tree, peak RSS of the main process and PSS of main + decoding workers: flat from 1k to 10k means
+memory does not grow with the folder), CPU per photo of decode, network and tagging, and the compute limit.
+Torch / ONNX Runtime threads are left at their defaults (one per core), as users run it; the load average
+before and after is printed, since the machine may be shared.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import cli  # noqa: E402
-from tagan.readers.images import load_image  # noqa: E402
 
 log = logging.getLogger("bench_cli")
 
@@ -94,68 +99,21 @@ def tag_args(
     return args
 
 
-def batched(args: argparse.Namespace, session: cli.Session) -> int:
-    """The CLI's pipeline: streamed paths, DataLoader decoding workers, batched backbone, output."""
-    with open(os.devnull, "w") as sink:
-        writer = cli.Writer(sink, "jsonl")
-        n = sum(1 for rec in cli.tag_stream(args, session) if writer.write(rec) is None)
-        writer.close()
-    return n
+def run_cli_tree(tree: Path, model: Path, folder: Path, count: int, unique: list[Path], workers: int) -> dict:
+    """Run `tree`'s CLI on `count` photos (hard links to the unique JPEGs); sample its process tree's memory."""
+    import resource
 
-
-def naive(args: argparse.Namespace, session: cli.Session, paths: list[Path], max_side: int) -> int:
-    """One photo at a time through the same functions: decode, transform, backbone, tag, output."""
-    with open(os.devnull, "w") as sink:
-        writer = cli.Writer(sink, "jsonl")
-        for path in paths:
-            x = session.backbone.transform(load_image(path, max_side))[None]  # (1, 3, S, S)
-            feature = session.backbone(x).numpy()[0]  # (F,)
-            writer.write(cli.Record(path, tags=cli.tag_features(session, feature, args)))
-        writer.close()
-    return len(paths)
-
-
-def throughput(
-    model: Path, paths: list[Path], *, batch_size: int, workers: int, samples: int
-) -> dict[str, float]:
-    """Photos/s of the batched pipeline and of the naive loop over the same photos, side by side."""
-    args = tag_args(model, paths, batch_size, workers, samples)
-    session = cli.open_session(args)
-    max_side = 320  # image_features.Params.max_side, what extract_features uses by default
-    warm = paths[: min(8, len(paths))]
-    naive(args, session, warm, max_side)
-    t0 = time.perf_counter()
-    n = naive(args, session, paths, max_side)
-    naive_s = time.perf_counter() - t0
-    batched(tag_args(model, warm, batch_size, workers, samples), session)
-    t0 = time.perf_counter()
-    m = batched(args, session)
-    batched_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    feats = np.random.default_rng(0).normal(size=(32, 1280)).astype(np.float32)
-    for f in feats:
-        cli.tag_features(session, f, args)
-    tag_ms = (time.perf_counter() - t0) / len(feats) * 1000
-    return {
-        "photos": n,
-        "naive_per_s": n / naive_s,
-        "batched_per_s": m / batched_s,
-        "tag_ms_per_photo": tag_ms,
-    }
-
-
-def peak_memory(model: Path, folder: Path, count: int, unique: list[Path], workers: int) -> dict[str, float]:
-    """Run the real CLI on `count` photos (hard links to the unique JPEGs) and sample its process tree's RSS."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         link = folder / f"p{i:06d}.jpg"
         if not link.exists():
             os.link(unique[i % len(unique)], link)
-    out = folder.parent / f"tags_{count}.jsonl"
-    cmd = [sys.executable, str(ROOT / "cli.py"), "tag", str(folder), "--model", str(model), "--format", "jsonl",
+    out = folder.parent / f"tags_{count}_{tree.name}.jsonl"
+    cmd = [sys.executable, str(tree / "cli.py"), "tag", str(folder), "--model", str(model), "--format", "jsonl",
            "--output", str(out), "--quiet", "--workers", str(workers)]  # fmt: skip
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree)
     peak = {"tree": 0, "main": 0}
 
     def sample() -> None:
@@ -163,37 +121,65 @@ def peak_memory(model: Path, folder: Path, count: int, unique: list[Path], worke
             try:
                 main = proc.memory_info().rss
                 procs = [proc, *proc.children(recursive=True)]  # forked workers share pages: sum PSS, not RSS
-                tree = sum(p.memory_full_info().pss for p in procs)
+                tree_pss = sum(p.memory_full_info().pss for p in procs)
             except psutil.Error:
                 continue
-            peak["main"], peak["tree"] = max(peak["main"], main), max(peak["tree"], tree)
-            time.sleep(0.1)
+            peak["main"], peak["tree"] = max(peak["main"], main), max(peak["tree"], tree_pss)
+            time.sleep(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     _, err = proc.communicate()
     sampler.join()
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the CLI and its reaped workers
+    cpu = after.ru_utime + after.ru_stime - kids.ru_utime - kids.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"cli failed ({proc.returncode}): {err.decode()[-2000:]}")
     lines = sum(1 for _ in out.open())
     return {"photos": lines, "wall_s": wall, "per_s": lines / wall, "main_mib": peak["main"] / 2**20,
-            "tree_mib": peak["tree"] / 2**20}  # fmt: skip
+            "tree_mib": peak["tree"] / 2**20, "cpu_per_photo": cpu / lines}  # fmt: skip
+
+
+def tagging_cpu(model: Path, samples: int, n: int = 64) -> float:
+    """CPU seconds per photo of tagging alone (GAN samples + FAISS decoding) from a feature vector."""
+    args = tag_args(model, [Path("unused.jpg")], 4, 0, samples)
+    # runtime auto, as the CLI: the tagger then runs on one torch thread (open_session)
+    session = cli.open_session(args)
+    feats = np.random.default_rng(0).normal(size=(n, 1280)).astype(np.float32)
+    cli.tag_features(session, feats[0], args)
+    c0 = time.process_time()
+    for f in feats:
+        cli.tag_features(session, f, args)
+    return (time.process_time() - c0) / n
 
 
 def main() -> None:
-    """Parse options, run both measurements, print a markdown table."""
+    """Generate the photos, run every measurement side by side, print markdown tables."""
+    from bench_features import BASELINE, breakdown, checkout, loadavg, print_features, side_by_side
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--model", type=Path, default=ROOT / "data" / "tagger", help="bundle (default: data/tagger)"
     )
-    ap.add_argument("--photos", type=int, default=320, help="photos for the side-by-side throughput run")
-    ap.add_argument("--sizes", default="1000,10000", help="photo counts for the memory runs ('' to skip)")
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--photos", type=int, default=10_000, help="distinct 640x480 JPEGs generated")
+    ap.add_argument("--sizes", default="1000,10000", help="folder sizes for the CLI runs (memory flat?)")
+    ap.add_argument("--baseline", default=BASELINE, help="git revision of today's code path")
+    ap.add_argument("--blocks", type=int, default=4, help="old/new alternations for image_features")
+    ap.add_argument(
+        "--features-workers", type=int, default=2, help="image_features workers (runtime.workers)"
+    )
+    ap.add_argument("--workers", type=int, default=1, help="CLI decoding workers (its default)")
     ap.add_argument("--samples", type=int, default=100, help="GAN samples per photo (the paper: 100)")
+    ap.add_argument("--sample", type=int, default=200, help="photos for the per-stage CPU breakdown")
+    ap.add_argument("--skip-features", action="store_true", help="only the CLI measurements")
+    ap.add_argument("--features-photos", type=int, default=0, help="image_features on the first N (0: all)")
+    ap.add_argument(
+        "--baseline-max", type=int, default=0, help="CLI sizes above N run the new side only (0: all)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    load0 = loadavg()
     with tempfile.TemporaryDirectory(prefix="tagan-bench-") as tmp:
         tmp_path = Path(tmp)
         model = args.model
@@ -202,35 +188,44 @@ def main() -> None:
             model = synthetic_bundle(tmp_path / "tagger")
         log.info("writing %d 640x480 JPEGs", args.photos)
         paths = make_jpegs(tmp_path / "unique", args.photos)
-        speed = throughput(
-            model, paths, batch_size=args.batch_size, workers=args.workers, samples=args.samples
-        )
-        mem = {}
+        sides = {
+            "today (torch)": (checkout(args.baseline, tmp_path / "baseline"), ""),
+            "new (default)": (ROOT, "auto"),
+        }
+        features = None
+        if not args.skip_features:
+            subset = paths[: args.features_photos or len(paths)]
+            log.info("image_features side by side on %d photos", len(subset))
+            features = side_by_side(sides, subset, args.blocks, args.features_workers, tmp_path)
+        load_mid = loadavg()
+        cli_runs: dict[tuple[str, int], dict] = {}
         for count in [int(s) for s in args.sizes.split(",") if s.strip()]:
-            log.info("memory run: %d photos", count)
-            mem[count] = peak_memory(model, tmp_path / f"folder_{count}", count, paths, args.workers)
-    cores = os.cpu_count()
+            for name, (tree, _) in sides.items():
+                if args.baseline_max and count > args.baseline_max and name != "new (default)":
+                    continue
+                log.info("tagan tag: %s on %d photos", name, count)
+                cli_runs[name, count] = run_cli_tree(tree, model, tmp_path / f"folder_{count}", count, paths,
+                                                     args.workers)  # fmt: skip
+        parts = breakdown(sides, paths[: args.sample], tmp_path)
+        tag_cpu = tagging_cpu(model, args.samples)
+    load1 = loadavg()
+    print(f"\n## tagan benchmark: image_features on {len(subset) if features else 0} of {len(paths)} distinct 640x480 JPEGs, {os.cpu_count()} cores, "
+          f"baseline {args.baseline}, load average (1/5/15 min) {load0} -> {load_mid} -> {load1}\n")  # fmt: skip
+    if features:
+        print_features(features, parts)
     print(
-        f"\n### tagan tag: 640x480 JPEGs, {cores} CPU cores, {args.samples} GAN samples/photo, model {model.name}\n"
-    )
-    print("| measurement | photos | photos/s | notes |")
-    print("|---|---:|---:|---|")
-    print(
-        f"| naive loop (one photo at a time) | {speed['photos']} | {speed['naive_per_s']:.1f} | same functions |"
+        f"\ntagging alone (GAN {args.samples} samples + FAISS decoding): {tag_cpu * 1000:.2f} CPU ms/photo\n"
     )
     print(
-        f"| CLI pipeline (batch {args.batch_size}, {args.workers} workers) | {speed['photos']} | "
-        f"{speed['batched_per_s']:.1f} | {speed['batched_per_s'] / speed['naive_per_s']:.2f}x the naive loop |"
+        "| `tagan tag` (subprocess) | photos | photos/s | x today | CPU ms/photo | peak main RSS MiB | "
+        "peak PSS main+workers MiB |"
     )
-    print(
-        f"| GAN sampling + FAISS decoding alone | 32 | {1000 / speed['tag_ms_per_photo']:.1f} | "
-        f"{speed['tag_ms_per_photo']:.1f} ms/photo |"
-    )
-    for count, m in mem.items():
-        print(
-            f"| `tagan tag` subprocess, {count} photos | {m['photos']} | {m['per_s']:.1f} | peak "
-            f"main RSS {m['main_mib']:.0f} MiB, PSS of main + workers {m['tree_mib']:.0f} MiB; wall {m['wall_s']:.0f} s |"
-        )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for (name, count), m in cli_runs.items():
+        base = cli_runs.get((next(iter(sides)), count), {}).get("per_s")
+        ratio = f"{m['per_s'] / base:.2f}" if base else "-"
+        print(f"| {name} | {m['photos']} | {m['per_s']:.1f} | {ratio} | "
+              f"{m['cpu_per_photo'] * 1000:.1f} | {m['main_mib']:.0f} | {m['tree_mib']:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

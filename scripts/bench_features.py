@@ -1,107 +1,221 @@
-"""Benchmark feature extraction side by side: the stage's batched pipeline vs a naive one-image-at-a-time loop.
+"""Benchmark image_features side by side: today's code path (a git revision: torch, its decoder) vs this tree.
 
-    python scripts/bench_features.py [--items data/tags/items.jsonl] [--n 256] [--rounds 2]
+    python scripts/bench_features.py [--photos 10000] [--baseline ac9919f] [--blocks 4]
 
-The naive loop decodes each file at full size (no draft / reduced decode), transforms it and runs the
-network on a batch of one in NCHW with torch.no_grad, in one process. The fast path is
-`image_features.extract_features`: DataLoader workers decode at reduced size, batches in channels_last
-under inference_mode. Both see the same images; rounds alternate (naive, fast, naive, fast, ...) so that
-load from other processes hits both alike. Prints images/s of each and the ratio (median over rounds),
-plus CPU seconds per image of the whole process tree (workers included), which a shared machine
-disturbs less than wall time: 2 / (CPU s per image) estimates images/s on 2 dedicated cores.
+Both sides run `tagan.features.extract_features` exactly as the stage does (batch 4, DataLoader decoding
+workers, max_side 320, torch threads left at their default) in a subprocess of their own source tree: the
+baseline is `git archive REV` of the code before the ONNX runtime and the longer-side JPEG draft, so "today"
+is today's code, not a flag emulating it. The photos are split in blocks and the sides alternate block by
+block (old, new, old, new, ...) so that load from other processes hits both alike. Reported per side: images/s
+(wall), CPU seconds per image (the process and its decoding workers), and a per-stage CPU breakdown on a
+sample: decode (load_image + transform), network, and decode with simplejpeg for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import resource
-import statistics
+import json
+import os
+import subprocess
 import sys
-import time
+import tarfile
+import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "ac9919f"  # the commit before the CPU runtime and the decoder change (today's code path)
+
+FEATURES_DRIVER = r"""
+import json, resource, sys, time
+cfg = json.loads(sys.argv[1])
+sys.path.insert(0, cfg["tree"])
 import torch
+from tagan.features import extract_features
+from tagan.models.backbones import build_backbone
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tagan.features import extract_features  # noqa: E402
-from tagan.models.backbones import build_backbone  # noqa: E402
-from tagan.readers.images import ImageError, load_image  # noqa: E402
-from tagan.readers.items import read_items  # noqa: E402
-from tagan.utils import setup_logging  # noqa: E402
-
-log = logging.getLogger("bench_features")
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its reaped children (DataLoader workers)."""
+def cpu():
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
+paths = open(cfg["list"], encoding="utf-8").read().splitlines()
+kw = {"runtime": cfg["runtime"]} if cfg["runtime"] else {}
+t0 = time.perf_counter()
+backbone = build_backbone("efficientnet_lite0", "cpu", image_size=224, **kw)
+build = time.perf_counter() - t0
+run = lambda ps: sum(f is not None for _, f, _ in extract_features(ps, backbone, batch_size=4, workers=cfg["workers"], max_side=320))
+run(paths[:8])  # warm-up: allocator, oneDNN / ORT kernels
+c0, t0 = cpu(), time.perf_counter()
+n = run(paths)
+print(json.dumps({"images": n, "wall": time.perf_counter() - t0, "cpu": cpu() - c0, "build_s": build,
+                  "threads": torch.get_num_threads(), "runtime": getattr(backbone, "runtime", "torch")}))
+"""
 
-def naive(paths: list[Path], backbone, max_pixels: int) -> float:
-    """Images/s of a one-image-at-a-time loop (full-size decode, batch 1, NCHW)."""
+STAGES_DRIVER = r"""
+import json, sys, time
+cfg = json.loads(sys.argv[1])
+sys.path.insert(0, cfg["tree"])
+import numpy as np, torch
+from PIL import Image
+from tagan.models.backbones import build_backbone
+from tagan.readers.images import load_image
+
+paths = open(cfg["list"], encoding="utf-8").read().splitlines()
+kw = {"runtime": cfg["runtime"]} if cfg["runtime"] else {}
+backbone = build_backbone("efficientnet_lite0", "cpu", image_size=224, **kw)
+out = {}
+
+def timed(name, fn):
+    fn(paths[:4])
+    c0, t0 = time.process_time(), time.perf_counter()
+    result = fn(paths)
+    out[name] = {"cpu_per_image": (time.process_time() - c0) / len(paths), "wall_per_image": (time.perf_counter() - t0) / len(paths)}
+    return result
+
+xs = timed("decode", lambda ps: [backbone.transform(load_image(p, 320)) for p in ps])
+batches = [torch.stack(xs[i:i + 4]) for i in range(0, len(xs), 4)]
+timed("network", lambda ps: [backbone(b) for b in batches[: max(1, len(ps) // 4)]])
+out["network"] = {k: v * len(paths) / (4 * max(1, len(paths) // 4)) for k, v in out["network"].items()}
+if cfg.get("simplejpeg"):
+    import simplejpeg
+    def sj(ps):
+        res = []
+        for p in ps:
+            data = open(p, "rb").read()
+            w, h = simplejpeg.decode_jpeg_header(data)[:2]
+            s = max(w, h) / 320
+            a = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=int(w / s), min_height=int(h / s))
+            im = Image.fromarray(a)
+            if max(im.size) > 320:
+                im.thumbnail((320, 320), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            res.append(backbone.transform(im))
+        return res
+    timed("decode_simplejpeg", sj)
+if cfg.get("flops"):
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        backbone.net(torch.zeros(1, 3, 224, 224))
+    out["flops_per_image"] = fc.get_total_flops()
+    a = torch.randn(2048, 2048)
+    torch.mm(a, a)
     t0 = time.perf_counter()
-    for p in paths:
-        try:
-            image = load_image(p, max_side=10**6, max_pixels=max_pixels)  # full-size decode
-        except ImageError:
-            continue
-        x = backbone.transform(image)[None]  # (1, 3, S, S)
-        with torch.no_grad():
-            backbone.net(x)
-    return len(paths) / (time.perf_counter() - t0)
+    for _ in range(10):
+        torch.mm(a, a)
+    out["peak_gflops"] = 10 * 2 * 2048**3 / (time.perf_counter() - t0) / 1e9
+out["threads"] = torch.get_num_threads()
+print(json.dumps(out))
+"""
 
 
-def fast(paths: list[Path], backbone, batch_size: int, workers: int, max_side: int, max_pixels: int) -> float:
-    """Images/s of the stage's extract_features (workers, batches, reduced-size decode, channels_last)."""
-    t0 = time.perf_counter()
-    n = sum(1 for _ in extract_features(paths, backbone, batch_size=batch_size, workers=workers,
-                                        max_side=max_side, max_pixels=max_pixels))  # fmt: skip
-    return n / (time.perf_counter() - t0)
+def checkout(rev: str, dest: Path) -> Path:
+    """The source tree of git revision `rev` (git archive), for running today's code side by side."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def run_driver(code: str, cfg: dict) -> dict:
+    """Run a driver in a fresh interpreter inside cfg['tree']; its last stdout line is its JSON result."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(cfg)], capture_output=True, text=True,
+                          cwd=cfg["tree"], env=env)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"driver failed in {cfg['tree']}: {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write_list(paths: list[Path], path: Path) -> Path:
+    path.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
+    return path
+
+
+def side_by_side(
+    sides: dict[str, tuple[Path, str]], paths: list[Path], blocks: int, workers: int, tmp: Path
+) -> dict:
+    """image_features over `paths` for every side, alternating sides block by block; summed per side."""
+    totals = {name: {"images": 0, "wall": 0.0, "cpu": 0.0} for name in sides}
+    size = -(-len(paths) // blocks)
+    for b in range(blocks):
+        block = write_list(paths[b * size : (b + 1) * size], tmp / f"block{b}.txt")
+        for name, (tree, runtime) in sides.items():
+            got = run_driver(
+                FEATURES_DRIVER,
+                {"tree": str(tree), "runtime": runtime, "list": str(block), "workers": workers},
+            )
+            for k in ("images", "wall", "cpu"):
+                totals[name][k] += got[k]
+            totals[name]["threads"], totals[name]["runtime"] = got["threads"], got["runtime"]
+            print(f"  block {b}: {name}: {got['images'] / got['wall']:.1f} images/s, "
+                  f"{got['cpu'] / got['images'] * 1000:.1f} CPU ms/image", file=sys.stderr, flush=True)  # fmt: skip
+    for t in totals.values():
+        t["per_s"], t["cpu_per_image"] = t["images"] / t["wall"], t["cpu"] / t["images"]
+    return totals
+
+
+def breakdown(sides: dict[str, tuple[Path, str]], paths: list[Path], tmp: Path) -> dict:
+    """Per-stage CPU seconds per image (decode, network) of every side on a sample, plus FLOPs and peak."""
+    sample = write_list(paths, tmp / "sample.txt")
+    out = {}
+    for i, (name, (tree, runtime)) in enumerate(sides.items()):
+        last = i == len(sides) - 1
+        cfg = {"tree": str(tree), "runtime": runtime, "list": str(sample), "simplejpeg": last, "flops": last}
+        out[name] = run_driver(STAGES_DRIVER, cfg)
+    return out
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--items", type=Path, default=Path("data/tags/items.jsonl"))
-    ap.add_argument("--n", type=int, default=256, help="images (an evenly spaced sample of items.jsonl)")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--max-side", type=int, default=320)
-    ap.add_argument("--max-pixels", type=int, default=50_000_000)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads in the main process (0 = default)")
+    ap.add_argument("--photos", type=int, default=10_000, help="640x480 JPEGs generated for the run")
+    ap.add_argument("--baseline", default=BASELINE, help="git revision of today's code path")
+    ap.add_argument("--blocks", type=int, default=4, help="alternations of old and new")
+    ap.add_argument("--workers", type=int, default=2, help="decoding workers (params runtime.workers)")
+    ap.add_argument("--sample", type=int, default=200, help="photos for the per-stage breakdown")
     args = ap.parse_args()
-    setup_logging()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = read_items(args.items)
-    step = max(1, len(rows) // args.n)
-    paths = [Path(r["path"]) for r in rows[::step][: args.n]]
-    backbone = build_backbone("efficientnet_lite0", "cpu", image_size=args.image_size)
-    naive(paths[:4], backbone, args.max_pixels)  # warm-up: allocator, oneDNN primitives
-    results: dict[str, list[float]] = {"naive": [], "fast": []}
-    cpu: dict[str, list[float]] = {"naive": [], "fast": []}  # CPU seconds per image
-    for r in range(args.rounds):
-        c0 = cpu_seconds()
-        results["naive"].append(naive(paths, backbone, args.max_pixels))
-        c1 = cpu_seconds()
-        results["fast"].append(
-            fast(paths, backbone, args.batch_size, args.workers, args.max_side, args.max_pixels)
-        )
-        cpu["naive"].append((c1 - c0) / len(paths))
-        cpu["fast"].append((cpu_seconds() - c1) / len(paths))
-        log.info("round %d: naive %.1f img/s, fast %.1f img/s", r, results["naive"][-1], results["fast"][-1])
-    n, f = statistics.median(results["naive"]), statistics.median(results["fast"])
-    print(f"images: {len(paths)}  torch threads: {torch.get_num_threads()}  workers: {args.workers}")
-    print(f"naive one-at-a-time: {n:.1f} images/s")
-    print(f"fast (stage):        {f:.1f} images/s")
-    print(f"speed-up:            {f / n:.2f}x")
-    cn, cf = statistics.median(cpu["naive"]), statistics.median(cpu["fast"])
-    print(f"CPU s/image (all processes): naive {cn:.4f}, fast {cf:.4f} ({cn / cf:.2f}x less CPU)")
-    print(f"estimate on 2 dedicated cores: naive {2 / cn:.1f} images/s, fast {2 / cf:.1f} images/s")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_cli import make_jpegs
+
+    with tempfile.TemporaryDirectory(prefix="tagan-bench-features-") as tmp:
+        tmp_path = Path(tmp)
+        paths = make_jpegs(tmp_path / "photos", args.photos)
+        sides = {
+            "today (torch)": (checkout(args.baseline, tmp_path / "baseline"), ""),
+            "new (default)": (ROOT, "auto"),
+        }
+        load0 = loadavg()
+        res = side_by_side(sides, paths, args.blocks, args.workers, tmp_path)
+        parts = breakdown(sides, paths[: args.sample], tmp_path)
+    print(
+        f"\n### image_features, {args.photos} 640x480 JPEGs, {os.cpu_count()} cores, load {load0} -> {loadavg()}\n"
+    )
+    print_features(res, parts)
+
+
+def print_features(res: dict, parts: dict) -> None:
+    """Markdown tables: side-by-side throughput, and the per-stage breakdown with the compute limit."""
+    base = next(iter(res.values()))["per_s"]
+    print("| image_features | runtime | threads | images/s | x today | CPU ms/image |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, r in res.items():
+        print(f"| {name} | {r['runtime']} | {r['threads']} | {r['per_s']:.1f} | {r['per_s'] / base:.2f} | "
+              f"{r['cpu_per_image'] * 1000:.1f} |")  # fmt: skip
+    print("\n| CPU ms per photo | decode | decode (simplejpeg) | network |")
+    print("|---|---:|---:|---:|")
+    for name, p in parts.items():
+        sj = p.get("decode_simplejpeg", {}).get("cpu_per_image")
+        print(f"| {name} | {p['decode']['cpu_per_image'] * 1000:.2f} | {f'{sj * 1000:.2f}' if sj else '-'} | "
+              f"{p['network']['cpu_per_image'] * 1000:.2f} |")  # fmt: skip
+    last = list(parts.values())[-1]
+    if "flops_per_image" in last:
+        gflop = last["flops_per_image"] / 1e9
+        print(f"\ncompute limit: {gflop:.3f} GFLOP per image (EfficientNet-Lite0, 224 px); measured peak "
+              f"{last['peak_gflops']:.0f} GFLOP/s (fp32 2048^2 matmul, {last['threads']} threads) -> at most "
+              f"{last['peak_gflops'] / gflop:.0f} images/s; the network stage reaches "
+              f"{gflop / last['network']['wall_per_image']:.1f} GFLOP/s")  # fmt: skip
 
 
 if __name__ == "__main__":

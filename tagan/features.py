@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tagan.config import check, positive
-from tagan.models.backbones import Backbone
+from tagan.models.backbones import RUNTIMES, Backbone
 from tagan.readers.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from tagan.utils import UserError, progress, save_npz, write_json, write_text
 
@@ -45,10 +45,14 @@ class FeatureConfig:
         320  # images are decoded (JPEG draft) and shrunk to at most this side before the transform
     )
     max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb guard: bigger files are skipped with a reason
+    runtime: str = "auto"  # auto (onnxruntime on a CPU, torch on CUDA) | onnxruntime | openvino | torch
 
     def __post_init__(self) -> None:
         for key in ("image_size", "batch_size", "max_pixels"):
             positive(key, getattr(self, key))
+        check(
+            self.runtime in RUNTIMES, "runtime", f"must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+        )
         check(self.max_side >= self.image_size, "max_side", f"must be >= image_size ({self.image_size})")
 
 
@@ -136,7 +140,7 @@ def run_key(cfg: FeatureConfig, ids: list[str], paths: list[str]) -> str:
     """Hash of everything that determines the features (params that matter + the image list)."""
     h = hashlib.sha256(
         json.dumps(
-            [cfg.backbone, cfg.image_size, cfg.fit, cfg.batch_size, cfg.max_side, cfg.max_pixels]
+            [cfg.backbone, cfg.image_size, cfg.fit, cfg.batch_size, cfg.max_side, cfg.max_pixels, cfg.runtime]
         ).encode()
     )
     for i, p in zip(ids, paths):

@@ -9,6 +9,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -177,12 +178,29 @@ def setup_logging(level: int = logging.INFO) -> None:
 def progress(
     iterable: Iterable[T], *, desc: str = "", total: int | None = None, disable: bool | None = None
 ) -> Iterable[T]:
-    """tqdm on stderr, quiet when stderr is not a TTY (or when disable=True)."""
+    """tqdm on stderr when it is a TTY; otherwise a log line every PROGRESS_LOG_S seconds (disable=True: silent)."""
     from tqdm.auto import tqdm
 
-    if disable is None:
-        disable = not sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, total=total, disable=disable, file=sys.stderr, leave=False)
+    if disable is None and not sys.stderr.isatty():
+        return _logged(iterable, desc, total)
+    return tqdm(iterable, desc=desc, total=total, disable=bool(disable), file=sys.stderr, leave=False)
+
+
+PROGRESS_LOG_S = 30.0
+
+
+def _logged(iterable: Iterable[T], desc: str, total: int | None) -> Iterator[T]:
+    """Yield from `iterable`, logging `desc: i/total (p%), rate/s` at most every PROGRESS_LOG_S seconds."""
+    plog = logging.getLogger("tagan.progress")
+    t0 = last = time.perf_counter()
+    i = 0
+    for i, item in enumerate(iterable, 1):
+        yield item
+        now = time.perf_counter()
+        if now - last >= PROGRESS_LOG_S:
+            last = now
+            share = f"/{total} ({100 * i / total:.0f}%)" if total else ""
+            plog.info("%s: %d%s, %.1f/s", desc or "progress", i, share, i / (now - t0))
 
 
 def stage_main(fn: Callable[[], Any]) -> None:

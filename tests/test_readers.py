@@ -16,6 +16,7 @@ from tagan.readers.images import ImageError, load_image
 from tagan.readers.mirflickr import prepare, read_mirflickr, safe_extract
 from tagan.readers.openclipart import read_openclipart
 from tagan.utils import UserError
+from tests.photo_fixtures import make_avif, make_dng, make_heic, picture
 
 XMP = """<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
@@ -114,6 +115,82 @@ def test_bad_files_raise_image_error_with_reason(tmp_path: Path) -> None:
         assert reason in e.value.reason, (name, e.value.reason)
     with pytest.raises(ImageError, match="max_pixels"):
         load_image(tmp_path / "huge.png", 64, max_pixels=10_000)
+
+
+def _close(a: Image.Image, b: np.ndarray) -> float:
+    """Mean absolute difference of two RGB pictures of the same size (0..255)."""
+    return float(np.abs(np.asarray(a, np.float32) - b.astype(np.float32)).mean())
+
+
+def test_heic_and_avif_decode(tmp_path: Path) -> None:
+    rgb = picture()
+    for path in (make_heic(tmp_path / "phone.HEIC", rgb), make_avif(tmp_path / "web.avif", rgb)):
+        im = load_image(path, 320)
+        assert im.size == (160, 120) and im.mode == "RGB" and _close(im, rgb) < 8, path
+
+
+def test_raw_is_read_through_its_embedded_preview(tmp_path: Path) -> None:
+    rgb = picture(seed=1)
+    im = load_image(make_dng(tmp_path / "IMG_1.DNG", rgb), 320)
+    assert im.size == (160, 120) and _close(im, rgb) < 8  # the preview, not the 64x48 Bayer data
+    rotated = load_image(make_dng(tmp_path / "r.dng", rgb, orientation=6), 320)
+    assert rotated.size == (120, 160)  # the RAW's orientation applied to its preview
+    assert _close(rotated, np.rot90(rgb, k=-1)) < 8
+    bare = load_image(make_dng(tmp_path / "bare.dng", rgb, preview=False), 320)
+    assert bare.size == (32, 24)  # no preview: LibRaw demosaics the raw data at half size
+    (tmp_path / "jpeg.CR2").write_bytes(_jpeg_bytes(rgb))
+    assert load_image(tmp_path / "jpeg.CR2", 320).size == (160, 120)  # a JPEG named .CR2: read by content
+    for name, data, reason in (
+        ("noise.NEF", np.random.default_rng(0).bytes(4096), "not an image or RAW"),
+        ("cut.dng", (tmp_path / "IMG_1.DNG").read_bytes()[:600], "not an image or RAW"),
+    ):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ImageError, match=reason):
+            load_image(tmp_path / name, 320)
+
+
+def _jpeg_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_exiftool_reads_the_test_dng(tmp_path: Path) -> None:
+    import shutil
+
+    if not shutil.which("exiftool"):
+        pytest.skip("exiftool not installed (scripts/system_packages.sh installs it)")
+    import subprocess
+
+    path = make_dng(tmp_path / "IMG_2.DNG", picture(seed=2))
+    out = subprocess.run(["exiftool", "-b", "-PreviewImage", str(path)], capture_output=True, check=True)
+    assert Image.open(io.BytesIO(out.stdout)).size == (160, 120)  # a valid DNG to another reader too
+
+
+def test_special_files_are_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+
+    os.mkfifo(tmp_path / "fifo.jpg")  # opening it for reading would wait for a writer forever
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock.jpg"))
+    os.symlink("/dev/zero", tmp_path / "zero.jpg")  # an endless character device
+    os.symlink("fifo.jpg", tmp_path / "link.jpg")
+    os.mkdir(tmp_path / "dir.jpg")
+    (tmp_path / "photo.jxl").write_bytes(b"\xff\x0a rest")
+    cases = {"fifo.jpg": "FIFO", "sock.jpg": "socket", "zero.jpg": "character device", "link.jpg": "FIFO",
+             "dir.jpg": "folder", "photo.jxl": "unsupported format"}  # fmt: skip
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("load_image blocked"))
+    try:
+        for name, reason in cases.items():
+            signal.alarm(10)
+            with pytest.raises(ImageError, match=reason):
+                load_image(tmp_path / name, 64)
+            signal.alarm(0)
+    finally:
+        signal.alarm(0)
+        sock.close()
 
 
 # ---------------------------------------------------------------- openclipart

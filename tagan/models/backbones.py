@@ -1,14 +1,25 @@
-"""Pretrained image backbones as pooled-feature extractors: EfficientNet-Lite0 (offline) and torchvision models."""
+"""Pretrained image backbones as pooled-feature extractors: EfficientNet-Lite0 (offline) and torchvision models.
+
+Runtimes: `torch` runs the network as is; `onnxruntime` and `openvino` run the same network exported to ONNX
+(opset 17), about 1.8x faster on a CPU. The export is cached by the weights' hash (TAGAN_CACHE_DIR, else
+~/.cache/tagan) and every build checks the runtime's features against torch's on a probe batch (cosine >= 0.999
+per image), so a runtime never silently gives other features. `auto`: onnxruntime on a CPU, torch on CUDA.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
+import os
+import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -19,6 +30,9 @@ from tagan.utils import UserError
 log = logging.getLogger(__name__)
 
 OFFLINE_BACKBONES = ("efficientnet_lite0",)
+RUNTIMES = ("auto", "onnxruntime", "openvino", "torch")
+ONNX_OPSET = 17
+MIN_COSINE = 0.999  # a runtime's features vs torch's, per probe image
 
 
 @dataclass
@@ -31,9 +45,13 @@ class Backbone:
     transform: Callable[[Image.Image], torch.Tensor]
     net: nn.Module  # maps (B, 3, S, S) to (B, dim) pooled features
     device: torch.device
+    runtime: str = "torch"  # what runs the network: torch, onnxruntime or openvino
+    engine: Callable[[np.ndarray], np.ndarray] | None = None  # (B, 3, S, S) -> (B, dim) outside torch
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Pooled features of a batch (B, 3, S, S) -> (B, dim) float32 on the CPU."""
+        if self.engine is not None:
+            return torch.from_numpy(self.engine(np.ascontiguousarray(batch.numpy(), dtype=np.float32)))
         with torch.inference_mode():
             x = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             return self.net(x).float().cpu()
@@ -143,11 +161,133 @@ def _torchvision(name: str) -> tuple[nn.Module, list[float], list[float]]:
     return _Flatten(model), list(meta.mean), list(meta.std)
 
 
+def resolve_runtime(runtime: str, device: torch.device) -> str:
+    """`auto` -> onnxruntime on a CPU, torch on CUDA; a CPU runtime asked for on CUDA is a UserError."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if runtime == "auto":
+        return "torch" if device.type != "cpu" else "onnxruntime"
+    if runtime != "torch" and device.type != "cpu":
+        raise UserError(f"runtime {runtime} runs on the CPU, not {device}; use runtime torch (or auto) there")
+    return runtime
+
+
+def cache_dir() -> Path:
+    """Where exported networks are kept: $TAGAN_CACHE_DIR, else $XDG_CACHE_HOME/tagan, else ~/.cache/tagan."""
+    if os.environ.get("TAGAN_CACHE_DIR"):
+        return Path(os.environ["TAGAN_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tagan"
+
+
+def weights_digest(net: nn.Module) -> str:
+    """sha256 of a network's parameters and buffers (names, shapes, values): the key of its exported file."""
+    h = hashlib.sha256()
+    for key, t in net.state_dict().items():
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}\n".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_onnx(net: nn.Module, name: str, image_size: int) -> Path:
+    """The network as an ONNX file (dynamic batch, input `images`, output `features`), exported once and cached."""
+    path = cache_dir() / "onnx" / f"{name}-{image_size}px-opset{ONNX_OPSET}-{weights_digest(net)[:16]}.onnx"
+    if path.is_file():
+        return path
+    buf = io.BytesIO()
+    probe = torch.zeros(1, 3, image_size, image_size)
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding notes
+        torch.onnx.export(net.cpu(), (probe,), buf, input_names=["images"], output_names=["features"],
+                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+                          opset_version=ONNX_OPSET, dynamo=False)  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)  # atomic: concurrent runs never see half a file
+        log.info("exported %s to %s", name, path)
+    except OSError as e:  # a read-only home: keep it in a private temp file for this run
+        path = Path(tempfile.mkdtemp(prefix="tagan-onnx-")) / path.name
+        path.write_bytes(buf.getvalue())
+        log.warning("cannot cache the ONNX export (%s); exported to %s for this run", e, path)
+    return path
+
+
+def _onnxruntime_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError(
+            "runtime onnxruntime needs the Python package onnxruntime (pip install -r requirements.txt), "
+            "or choose runtime torch"
+        ) from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # decode workers share the cores
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"images": x})[0]
+
+
+def _openvino_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        import openvino as ov
+    except ImportError:
+        raise UserError(
+            "runtime openvino needs the Python package openvino (pip install -r requirements.txt), "
+            "or choose runtime torch"
+        ) from None
+    config = {
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_PRECISION_HINT": "f32",
+    }  # its default here is bf16: cosine 0.998, below MIN_COSINE
+    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+    return lambda x: request.infer({0: x})[0].copy()
+
+
+def attach_runtime(backbone: Backbone, runtime: str) -> Backbone:
+    """Run `backbone` with `runtime` (onnxruntime | openvino): export, load, and check it against torch."""
+    path = export_onnx(backbone.net, backbone.name, backbone.image_size)
+    threads = torch.get_num_threads()
+    make = {"onnxruntime": _onnxruntime_engine, "openvino": _openvino_engine}[runtime]
+    try:
+        engine = make(path, threads)
+    except UserError:
+        raise
+    except Exception as e:  # a corrupt cached file: export again once
+        log.warning("%s cannot load %s (%s); exporting again", runtime, path, e)
+        path.unlink(missing_ok=True)
+        engine = make(export_onnx(backbone.net, backbone.name, backbone.image_size), threads)
+    probe = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (2, 3, backbone.image_size,
+                                                                    backbone.image_size)).astype(np.float32))  # fmt: skip
+    reference = backbone(probe).numpy()  # (2, dim) torch
+    got = engine(probe.numpy())
+    cos = (reference * got).sum(1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
+    if got.shape != reference.shape or not np.all(cos >= MIN_COSINE):
+        raise UserError(
+            f"runtime {runtime} gives other features than torch for {backbone.name} (cosine {np.round(cos, 5)}); "
+            f"delete {path} and retry, or choose runtime torch"
+        )
+    backbone.runtime, backbone.engine = runtime, engine
+    log.info("backbone %s runs on %s with %d threads (cosine to torch %.5f)", backbone.name, runtime, threads,
+             float(cos.min()))  # fmt: skip
+    return backbone
+
+
 def build_backbone(
-    name: str, device: torch.device | str = "cpu", *, image_size: int = 224, fit: str = "crop"
+    name: str,
+    device: torch.device | str = "cpu",
+    *,
+    image_size: int = 224,
+    fit: str = "crop",
+    runtime: str = "torch",
 ) -> Backbone:
-    """Build a frozen, eval-mode, channels_last backbone by name (efficientnet_lite0 or a torchvision model)."""
+    """Build a frozen, eval-mode backbone by name (efficientnet_lite0 or a torchvision model) on a runtime."""
     device = torch.device(device)
+    runtime = resolve_runtime(runtime, device)
     if name == "efficientnet_lite0":
         net, mean, std = _efficientnet_lite0(), [0.5] * 3, [0.5] * 3
     else:
@@ -157,4 +297,5 @@ def build_backbone(
         probe = torch.zeros(1, 3, image_size, image_size, device=device)
         dim = int(net(probe.contiguous(memory_format=torch.channels_last)).shape[1])
     log.info("backbone %s: %d-d features at %d px on %s", name, dim, image_size, device)
-    return Backbone(name, dim, image_size, _pil_transform(image_size, mean, std, fit), net, device)
+    backbone = Backbone(name, dim, image_size, _pil_transform(image_size, mean, std, fit), net, device)
+    return attach_runtime(backbone, runtime) if runtime != "torch" else backbone

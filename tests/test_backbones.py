@@ -1,0 +1,84 @@
+"""Backbone runtimes: ONNX Runtime and OpenVINO give torch's features (cosine >= 0.999 per photo), export cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.image_features import Params
+from tagan.config import ParamsError, from_dict
+from tagan.features import extract_features
+from tagan.models.backbones import build_backbone, export_onnx, resolve_runtime
+from tagan.utils import UserError
+
+
+def sample_photos(root: Path) -> list[Path]:
+    """Real photographs that ship offline (scikit-learn's temple and flower, and crops of them) as JPEG files."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images  # (427, 640, 3) each
+    arrays = [*photos, *(a[y : y + 240, x : x + 320] for a in photos for y, x in ((0, 0), (180, 300)))]
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, a in enumerate(arrays):
+        paths.append(root / f"photo{i}.jpg")
+        Image.fromarray(a).save(paths[-1], quality=90)
+    return paths
+
+
+def features(paths: list[Path], runtime: str) -> np.ndarray:
+    backbone = build_backbone("efficientnet_lite0", "cpu", runtime=runtime)
+    assert backbone.runtime == runtime
+    return np.stack(
+        [f for _, f, _ in extract_features(paths, backbone, batch_size=4, workers=0)]
+    )  # (N, 1280)
+
+
+@pytest.mark.slow
+def test_cpu_runtimes_match_torch_per_photo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAGAN_CACHE_DIR", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    paths = sample_photos(tmp_path / "photos")
+    reference = features(paths, "torch")
+    for runtime in ("onnxruntime", "openvino"):
+        got = features(paths, runtime)
+        cos = (reference * got).sum(1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(got, axis=1))
+        assert cos.min() >= 0.999, (runtime, cos)
+
+
+def test_export_is_cached_by_weights_and_a_broken_cache_is_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAGAN_CACHE_DIR", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    backbone = build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime")
+    path = export_onnx(backbone.net, backbone.name, 64)
+    assert path.parent == tmp_path / "cache" / "onnx" and path.name.startswith("efficientnet_lite0-64px")
+    stamp = path.stat().st_mtime_ns
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(3, 3, 64, 64)).astype(np.float32))
+    first = backbone(x).numpy()
+    again = build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime")
+    assert path.stat().st_mtime_ns == stamp  # reused, not exported again
+    np.testing.assert_allclose(again(x).numpy(), first, rtol=1e-5, atol=1e-5)
+    path.write_bytes(b"half a file")  # e.g. a disk that filled up
+    redone = build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime")
+    np.testing.assert_allclose(redone(x).numpy(), first, rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        torch_features = backbone.net(x.contiguous(memory_format=torch.channels_last)).numpy()
+    np.testing.assert_allclose(first, torch_features, rtol=1e-3, atol=1e-3)
+
+
+def test_runtime_choice_is_explicit() -> None:
+    assert resolve_runtime("auto", torch.device("cpu")) == "onnxruntime"
+    assert resolve_runtime("auto", torch.device("cuda")) == "torch"
+    assert resolve_runtime("openvino", torch.device("cpu")) == "openvino"
+    with pytest.raises(UserError, match="runs on the CPU"):  # never a silent switch to another runtime
+        resolve_runtime("onnxruntime", torch.device("cuda"))
+    with pytest.raises(UserError, match="unknown runtime"):
+        resolve_runtime("tensorrt", torch.device("cpu"))
+    with pytest.raises(ParamsError, match="image_features.runtime"):
+        from_dict(Params, {"runtime": "tensorrt"}, "image_features")
