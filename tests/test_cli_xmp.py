@@ -22,7 +22,6 @@ from tests.xmp_fixtures import (
     LIGHTROOM,
     as_list,
     exiftool,
-    needs_exiftool,
     rdf_facts,
     without,
 )
@@ -88,7 +87,6 @@ def screenshot(html: Path, tmp_path: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-@needs_exiftool
 def test_review_tag_retag_and_untag_a_photo_managers_folder(tmp_path: Path, bundle: Path) -> None:  # noqa: F811
     folder = tmp_path / "album"
     folder.mkdir()

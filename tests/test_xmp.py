@@ -17,7 +17,6 @@ from tests.xmp_fixtures import (
     SIDECARS,
     as_list,
     exiftool,
-    needs_exiftool,
     only,
     rdf_facts,
     without,
@@ -294,7 +293,6 @@ def test_semantic_comparison_sees_changes_and_ignores_layout() -> None:
     assert rdf_facts(relaid) == rdf_facts(DARKTABLE)
 
 
-@needs_exiftool
 def test_exiftool_reads_every_keyword_property_and_the_ledger(tmp_path: Path) -> None:
     fresh = tmp_path / "new.jpg.xmp"
     xmp.merge_keywords(fresh, ["cat", "ciel bleu", "café", "R&B <live>"], model="m1", path_of=path_of)
@@ -322,7 +320,6 @@ def test_exiftool_reads_every_keyword_property_and_the_ledger(tmp_path: Path) ->
     assert as_list(seen["TagsList"]) == ["Places/Beach", "tagan/sea"]
 
 
-@needs_exiftool
 @pytest.mark.parametrize("name", sorted(SIDECARS))
 def test_exiftool_sees_every_other_field_unchanged(tmp_path: Path, name: str) -> None:
     sidecar = tmp_path / f"a.{name}.xmp"
