@@ -145,3 +145,72 @@ def test_review_tag_retag_and_untag_a_photo_managers_folder(tmp_path: Path, bund
     assert not (folder / "c.png.xmp").exists()
     assert {p: p.read_bytes() for p in photos} == photos  # photos never touched
     assert not list(folder.glob(".*")) and not list(report.parent.glob(".*"))  # no temp files left
+
+
+@pytest.mark.slow
+def test_stem_style_raw_and_jpeg_share_one_sidecar(tmp_path: Path, bundle: Path) -> None:  # noqa: F811
+    """--xmp-style stem: IMG_1.DNG and IMG_1.JPG share IMG_1.xmp (Lightroom): one sidecar named by both
+    records, each keyword once, re-runs cached, and untag removes tagan's keywords once."""
+    from tests.photo_fixtures import make_dng
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for n in (1, 2):
+        rgb = _picture(seed=40 + n)
+        Image.fromarray(rgb).save(folder / f"IMG_{n}.JPG")
+        make_dng(folder / f"IMG_{n}.DNG", rgb)
+    (folder / "IMG_1.xmp").write_text(LIGHTROOM, encoding="utf-8")  # a person's Lightroom sidecar
+    photos = sorted(p.name for p in folder.iterdir() if p.suffix != ".xmp")
+    args = ["tag", "--model", str(bundle), "--write-xmp", "--xmp-style", "stem", "--format", "json",
+            "--workers", "0"]  # fmt: skip
+
+    def tag(*extra: str) -> dict[str, dict]:
+        proc = run_cli(*args, *extra, str(folder))
+        assert proc.returncode == cli.EXIT_OK, proc.stderr
+        return {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
+
+    def no_duplicates(sidecar: Path) -> None:
+        for name, values in xmp.read_fields(sidecar).items():
+            assert len(values) == len({v.casefold() for v in values}), (name, values)
+
+    person = {w.casefold() for w in xmp.read_keywords(folder / "IMG_1.xmp")}
+    dry = tag("--dry-run")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*photos, "IMG_1.xmp"])  # nothing written
+    first = tag()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*photos, "IMG_1.xmp", "IMG_2.xmp"])
+    for n in (1, 2):
+        jpeg, raw, sidecar = first[f"IMG_{n}.JPG"], first[f"IMG_{n}.DNG"], folder / f"IMG_{n}.xmp"
+        assert jpeg["status"] == raw["status"] == "ok" and jpeg["tags"] and raw["tags"] == jpeg["tags"]
+        assert raw["features_from"].endswith(f"IMG_{n}.JPG")  # one shot: the twin's features, the same tags
+        assert jpeg["sidecar"] == raw["sidecar"] == str(sidecar)  # both records name the one sidecar
+        words = [t["tag"] for t in jpeg["tags"]]
+        added = jpeg["xmp_added"] + raw["xmp_added"]
+        assert sorted(added) == sorted(w for w in words if n == 2 or w.casefold() not in person)  # each once
+        assert (
+            dry[f"IMG_{n}.JPG"]["xmp_added"] + dry[f"IMG_{n}.DNG"]["xmp_added"] == added
+        )  # dry run: the same
+        no_duplicates(sidecar)
+        assert xmp.read_model(sidecar) and [t for t, _ in xmp.read_tags(sidecar)] == words
+    subjects = xmp.read_fields(folder / "IMG_1.xmp")["subject"]
+    sidecars = {n: (folder / f"IMG_{n}.xmp").read_bytes() for n in (1, 2)}
+
+    again = tag()
+    assert {r["status"] for r in again.values()} == {"cached"}
+    assert {n: (folder / f"IMG_{n}.xmp").read_bytes() for n in (1, 2)} == sidecars
+    assert all(again[name]["tags"] == first[name]["tags"] for name in first)
+    forced = tag("--force", "--mode", "replace-own")
+    assert all(r["status"] == "ok" and r["xmp_added"] == [] for r in forced.values())
+    assert xmp.read_fields(folder / "IMG_1.xmp")["subject"] == subjects
+    for n in (1, 2):
+        no_duplicates(folder / f"IMG_{n}.xmp")
+
+    untag = run_cli("untag", "--format", "jsonl", *(str(folder / name) for name in photos))
+    assert untag.returncode == cli.EXIT_OK, untag.stderr
+    recs = [json.loads(line) for line in untag.stdout.splitlines()]
+    assert sorted(Path(r["sidecar"]).name for r in recs) == ["IMG_1.xmp", "IMG_2.xmp"]  # each sidecar once
+    by_name = {Path(r["sidecar"]).name: r for r in recs}
+    assert by_name["IMG_1.xmp"]["status"] == "ok" and by_name["IMG_2.xmp"]["status"] == "deleted"
+    assert rdf_facts((folder / "IMG_1.xmp").read_bytes()) == rdf_facts(
+        LIGHTROOM.encode()
+    )  # as the person left it
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*photos, "IMG_1.xmp"])

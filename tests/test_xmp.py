@@ -182,7 +182,11 @@ def test_replace_own_swaps_only_tagans_keywords(tmp_path: Path) -> None:
     change = xmp.merge_keywords(
         sidecar, ["sea", "boat"], model="new", path_of=path_of, mode="replace-own", root="auto/tagan"
     )
-    assert change.removed == ["sea", "cat", "lighthouse"] and change.added == ["sea", "boat"]
+    assert change.removed == ["cat", "lighthouse"] and change.added == ["boat"]  # "sea" stays, not re-added
+    assert change.properties["hierarchicalSubject"]["add"] == [
+        "auto|tagan|sea",
+        "auto|tagan|boat",
+    ]  # new root
     got = xmp.read_fields(sidecar)
     assert sorted(got["subject"]) == sorted([*person["subject"], "sea", "boat"])
     assert sorted(got["TagsList"]) == sorted([*person["TagsList"], "auto/tagan/sea", "auto/tagan/boat"])
