@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from PIL import Image
 
 import cli
 from tagan.readers import xmp
+from tests.helpers import system_tool
 from tests.test_cli import _picture, bundle, run_cli  # noqa: F401  (bundle: the session fixture)
 from tests.xmp_fixtures import (
     DARKTABLE,
@@ -27,7 +27,6 @@ from tests.xmp_fixtures import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_model_default_is_found_from_any_working_directory(tmp_path: Path) -> None:
@@ -81,7 +80,12 @@ def screenshot(html: Path, tmp_path: Path) -> np.ndarray:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={shot}", "--window-size=1200,900"]  # fmt: skip
-    proc = subprocess.run([CHROMIUM, *flags, html.as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [system_tool("chromium", "chromium-browser"), *flags, html.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.exists(), proc.stderr[-2000:]
     return np.asarray(Image.open(shot).convert("RGB"))
 
@@ -108,9 +112,8 @@ def test_review_tag_retag_and_untag_a_photo_managers_folder(tmp_path: Path, bund
     assert {p: p.read_text(encoding="utf-8") for p in originals} == originals and not (
         folder / "c.png.xmp"
     ).exists()
-    if CHROMIUM:
-        pixels = screenshot(report, tmp_path).astype(int)
-        assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
+    pixels = screenshot(report, tmp_path).astype(int)
+    assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
 
     # 2. write under a nested root; person fields kept; exiftool reads all three properties
     proc = run_cli(*base, "--write-xmp", "--root", "auto/tagan", str(folder))
