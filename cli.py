@@ -316,6 +316,9 @@ class Session:
     decode: dict[str, int] = field(
         default_factory=dict
     )  # max_side / max_pixels the features were extracted with
+    planned: tuple[Path | None, dict[str, dict[str, set[str]]]] = field(
+        default_factory=lambda: (None, {})
+    )  # dry run: the last sidecar and what it would get (net_of_planned)
 
 
 def open_session(args: argparse.Namespace) -> Session:
@@ -470,6 +473,8 @@ def write_sidecar(
             root=args.root,
             mode=args.mode,
         )
+        if args.dry_run if dry_run is None else dry_run:
+            net_of_planned(change, session)
         rec.xmp_added, rec.xmp_change = change.added, change
         return change
     except xmp.XmpError as e:
@@ -477,6 +482,25 @@ def write_sidecar(
     except OSError as e:
         rec.status = f"skipped: {sidecar_write_error(rec.sidecar, e)}"
     return None
+
+
+def net_of_planned(change: Any, session: Session) -> None:
+    """Dry run: leave out of `change` what the previous photo already plans for the same sidecar.
+
+    With --xmp-style stem, IMG_1.CR2 and IMG_1.JPG share IMG_1.xmp (walks list them one after the other): the
+    real run writes each keyword once (the second photo finds it there), so the dry run reports it once too.
+    """
+    sidecar, planned = session.planned
+    if sidecar != change.sidecar:
+        planned = {name: {"add": set(), "remove": set()} for name in change.properties}
+        session.planned = (change.sidecar, planned)
+    elif change.created:
+        change.created = False  # the previous photo creates it
+    for name, ops in change.properties.items():
+        for op, values in ops.items():
+            ops[op] = [v for v in values if v.strip().casefold() not in planned[name][op]]
+            planned[name][op].update(v.strip().casefold() for v in values)
+    change.added, change.removed = change.properties["subject"]["add"], change.properties["subject"]["remove"]
 
 
 def sidecar_write_error(sidecar: Path, e: OSError) -> str:
@@ -624,21 +648,9 @@ def untag_one(sidecar: Path, dry_run: bool) -> dict[str, Any]:
     rec["removed"], rec["properties"] = change.removed, removed
     if not removed:
         rec["status"] = "unchanged"
-    elif change.deleted or (dry_run and _would_delete(sidecar)):
+    elif change.deleted:
         rec["status"] = "deleted" if not dry_run else "would delete"
     return rec
-
-
-def _would_delete(sidecar: Path) -> bool:
-    """Whether untag would delete this sidecar (tagan created it and it would hold nothing else)."""
-    import tempfile
-
-    from tagan.readers import xmp
-
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "s.xmp"
-        copy.write_bytes(sidecar.read_bytes())
-        return xmp.remove_own(copy).deleted
 
 
 def cmd_untag(args: argparse.Namespace) -> int:

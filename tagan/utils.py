@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, devices, atomic writes, checkpoints, logging, progress, stage entry."""
+"""Small shared helpers: seeding, devices, safe reads, atomic writes, checkpoints, logging, progress, stage entry."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import json
 import logging
 import os
 import random
+import stat
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +49,46 @@ def set_threads(num_threads: int = 0) -> None:
     """Set torch intra-op threads (0 = leave torch's default, one per core)."""
     if num_threads > 0:
         torch.set_num_threads(num_threads)
+
+
+class NotRegularFileError(ValueError):
+    """A path that is not a regular file: a folder, FIFO, socket, device (or a symlink, when not followed)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"not a regular file ({kind})")
+        self.kind = kind  # "a FIFO", "a symbolic link", ...
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, from its st_mode ("a FIFO", "a folder", ...)."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISLNK, "a symbolic link")):  # fmt: skip
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: Path | str, *, follow: bool = True) -> IO[bytes]:
+    """Open a regular file for reading; never blocks on a FIFO or device named like a file (NotRegularFileError).
+
+    Stat first, then open with O_NONBLOCK (had the file been swapped for a FIFO since the stat, open won't wait),
+    then fstat the file that is open. follow=False: a symlink is refused too (lstat, O_NOFOLLOW). The OSErrors
+    of stat and open (missing, permission denied, a symlink loop) propagate.
+    """
+    st = os.stat(path) if follow else os.lstat(path)  # following: a link to a FIFO is a FIFO
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(file_kind(st.st_mode))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags | (0 if follow else getattr(os, "O_NOFOLLOW", 0)))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # the file that is open now, not the one stat saw
+            raise NotRegularFileError("changed while opening")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 @contextmanager

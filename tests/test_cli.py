@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 from PIL import Image
 
 import cli
+from tests.helpers import without_root_privileges
 from tests.tag_fixtures import TOPICS, make_tag_data, tiny_tag_cgan_params
 from tests.test_xmp import DIGIKAM_SIDECAR, as_list, exiftool
 
@@ -329,7 +329,6 @@ def digest(path: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
 def test_write_xmp_merges_preserves_and_reruns_are_cached(tmp_path: Path, bundle: Path) -> None:
     folder = tmp_path / "album"
     folder.mkdir()
@@ -378,18 +377,6 @@ def test_write_xmp_merges_preserves_and_reruns_are_cached(tmp_path: Path, bundle
         p.name: digest(p) for p in folder.iterdir() if p.suffix != ".xmp"
     } == photo_digests  # photos untouched
     assert not list(folder.glob(".*"))  # no temp files left
-
-
-def without_root_privileges(cmd: list[str]) -> list[str]:
-    """`cmd` run so that file permissions bind it: as is for a normal user; for root, with every capability
-    dropped (root writes into a 0555 folder through CAP_DAC_OVERRIDE; without it, root is the folder's owner
-    and owner bits without w apply). Unlike switching to `nobody`, this keeps read access to a checkout and
-    a Python that live under root's private home."""
-    if os.geteuid() != 0:
-        return cmd
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (Debian util-linux) is needed to run the CLI without root's capabilities"
-    return [setpriv, "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--", *cmd]
 
 
 def test_without_root_privileges_makes_a_read_only_folder_read_only(tmp_path: Path) -> None:

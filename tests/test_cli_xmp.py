@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from PIL import Image
 
 import cli
 from tagan.readers import xmp
+from tests.helpers import system_tool
 from tests.test_cli import _picture, bundle, run_cli  # noqa: F401  (bundle: the session fixture)
 from tests.xmp_fixtures import (
     DARKTABLE,
@@ -22,13 +22,11 @@ from tests.xmp_fixtures import (
     LIGHTROOM,
     as_list,
     exiftool,
-    needs_exiftool,
     rdf_facts,
     without,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_model_default_is_found_from_any_working_directory(tmp_path: Path) -> None:
@@ -82,13 +80,17 @@ def screenshot(html: Path, tmp_path: Path) -> np.ndarray:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--screenshot={shot}", "--window-size=1200,900"]  # fmt: skip
-    proc = subprocess.run([CHROMIUM, *flags, html.as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [system_tool("chromium", "chromium-browser"), *flags, html.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.exists(), proc.stderr[-2000:]
     return np.asarray(Image.open(shot).convert("RGB"))
 
 
 @pytest.mark.slow
-@needs_exiftool
 def test_review_tag_retag_and_untag_a_photo_managers_folder(tmp_path: Path, bundle: Path) -> None:  # noqa: F811
     folder = tmp_path / "album"
     folder.mkdir()
@@ -110,9 +112,8 @@ def test_review_tag_retag_and_untag_a_photo_managers_folder(tmp_path: Path, bund
     assert {p: p.read_text(encoding="utf-8") for p in originals} == originals and not (
         folder / "c.png.xmp"
     ).exists()
-    if CHROMIUM:
-        pixels = screenshot(report, tmp_path).astype(int)
-        assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
+    pixels = screenshot(report, tmp_path).astype(int)
+    assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
 
     # 2. write under a nested root; person fields kept; exiftool reads all three properties
     proc = run_cli(*base, "--write-xmp", "--root", "auto/tagan", str(folder))
@@ -147,3 +148,72 @@ def test_review_tag_retag_and_untag_a_photo_managers_folder(tmp_path: Path, bund
     assert not (folder / "c.png.xmp").exists()
     assert {p: p.read_bytes() for p in photos} == photos  # photos never touched
     assert not list(folder.glob(".*")) and not list(report.parent.glob(".*"))  # no temp files left
+
+
+@pytest.mark.slow
+def test_stem_style_raw_and_jpeg_share_one_sidecar(tmp_path: Path, bundle: Path) -> None:  # noqa: F811
+    """--xmp-style stem: IMG_1.DNG and IMG_1.JPG share IMG_1.xmp (Lightroom): one sidecar named by both
+    records, each keyword once, re-runs cached, and untag removes tagan's keywords once."""
+    from tests.photo_fixtures import make_dng
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for n in (1, 2):
+        rgb = _picture(seed=40 + n)
+        Image.fromarray(rgb).save(folder / f"IMG_{n}.JPG")
+        make_dng(folder / f"IMG_{n}.DNG", rgb)
+    (folder / "IMG_1.xmp").write_text(LIGHTROOM, encoding="utf-8")  # a person's Lightroom sidecar
+    photos = sorted(p.name for p in folder.iterdir() if p.suffix != ".xmp")
+    args = ["tag", "--model", str(bundle), "--write-xmp", "--xmp-style", "stem", "--format", "json",
+            "--workers", "0"]  # fmt: skip
+
+    def tag(*extra: str) -> dict[str, dict]:
+        proc = run_cli(*args, *extra, str(folder))
+        assert proc.returncode == cli.EXIT_OK, proc.stderr
+        return {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
+
+    def no_duplicates(sidecar: Path) -> None:
+        for name, values in xmp.read_fields(sidecar).items():
+            assert len(values) == len({v.casefold() for v in values}), (name, values)
+
+    person = {w.casefold() for w in xmp.read_keywords(folder / "IMG_1.xmp")}
+    dry = tag("--dry-run")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*photos, "IMG_1.xmp"])  # nothing written
+    first = tag()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*photos, "IMG_1.xmp", "IMG_2.xmp"])
+    for n in (1, 2):
+        jpeg, raw, sidecar = first[f"IMG_{n}.JPG"], first[f"IMG_{n}.DNG"], folder / f"IMG_{n}.xmp"
+        assert jpeg["status"] == raw["status"] == "ok" and jpeg["tags"] and raw["tags"] == jpeg["tags"]
+        assert raw["features_from"].endswith(f"IMG_{n}.JPG")  # one shot: the twin's features, the same tags
+        assert jpeg["sidecar"] == raw["sidecar"] == str(sidecar)  # both records name the one sidecar
+        words = [t["tag"] for t in jpeg["tags"]]
+        added = jpeg["xmp_added"] + raw["xmp_added"]
+        assert sorted(added) == sorted(w for w in words if n == 2 or w.casefold() not in person)  # each once
+        assert (
+            dry[f"IMG_{n}.JPG"]["xmp_added"] + dry[f"IMG_{n}.DNG"]["xmp_added"] == added
+        )  # dry run: the same
+        no_duplicates(sidecar)
+        assert xmp.read_model(sidecar) and [t for t, _ in xmp.read_tags(sidecar)] == words
+    subjects = xmp.read_fields(folder / "IMG_1.xmp")["subject"]
+    sidecars = {n: (folder / f"IMG_{n}.xmp").read_bytes() for n in (1, 2)}
+
+    again = tag()
+    assert {r["status"] for r in again.values()} == {"cached"}
+    assert {n: (folder / f"IMG_{n}.xmp").read_bytes() for n in (1, 2)} == sidecars
+    assert all(again[name]["tags"] == first[name]["tags"] for name in first)
+    forced = tag("--force", "--mode", "replace-own")
+    assert all(r["status"] == "ok" and r["xmp_added"] == [] for r in forced.values())
+    assert xmp.read_fields(folder / "IMG_1.xmp")["subject"] == subjects
+    for n in (1, 2):
+        no_duplicates(folder / f"IMG_{n}.xmp")
+
+    untag = run_cli("untag", "--format", "jsonl", *(str(folder / name) for name in photos))
+    assert untag.returncode == cli.EXIT_OK, untag.stderr
+    recs = [json.loads(line) for line in untag.stdout.splitlines()]
+    assert sorted(Path(r["sidecar"]).name for r in recs) == ["IMG_1.xmp", "IMG_2.xmp"]  # each sidecar once
+    by_name = {Path(r["sidecar"]).name: r for r in recs}
+    assert by_name["IMG_1.xmp"]["status"] == "ok" and by_name["IMG_2.xmp"]["status"] == "deleted"
+    assert rdf_facts((folder / "IMG_1.xmp").read_bytes()) == rdf_facts(
+        LIGHTROOM.encode()
+    )  # as the person left it
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*photos, "IMG_1.xmp"])

@@ -16,6 +16,7 @@ from tagan.readers.images import ImageError, load_image
 from tagan.readers.mirflickr import prepare, read_mirflickr, safe_extract
 from tagan.readers.openclipart import read_openclipart
 from tagan.utils import UserError
+from tests.helpers import system_tool
 from tests.photo_fixtures import make_avif, make_dng, make_heic, picture
 
 XMP = """<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
@@ -156,14 +157,12 @@ def _jpeg_bytes(rgb: np.ndarray) -> bytes:
 
 
 def test_exiftool_reads_the_test_dng(tmp_path: Path) -> None:
-    import shutil
-
-    if not shutil.which("exiftool"):
-        pytest.skip("exiftool not installed (scripts/system_packages.sh installs it)")
     import subprocess
 
     path = make_dng(tmp_path / "IMG_2.DNG", picture(seed=2))
-    out = subprocess.run(["exiftool", "-b", "-PreviewImage", str(path)], capture_output=True, check=True)
+    out = subprocess.run(
+        [system_tool("exiftool"), "-b", "-PreviewImage", str(path)], capture_output=True, check=True
+    )
     assert Image.open(io.BytesIO(out.stdout)).size == (160, 120)  # a valid DNG to another reader too
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tagan.report import ContactSheet, thumbnail_base64
+from tests.helpers import system_tool
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 COLORS = [(220, 30, 30), (30, 160, 60), (40, 70, 200)]
 HOSTILE_NAME = '<img src=x onerror="alert(1)"> &amp; é.jpg'
 
@@ -105,9 +103,6 @@ def test_contact_sheet_is_self_contained_well_formed_and_escaped(tmp_path: Path)
     assert "skipped: not an image" in text and "no preview" in text
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (scripts/system_packages.sh installs it)"
-)
 def test_contact_sheet_renders_in_headless_chromium(tmp_path: Path) -> None:
     report = make_sheet(tmp_path)
     shot = tmp_path / "shot.png"
@@ -116,7 +111,11 @@ def test_contact_sheet_renders_in_headless_chromium(tmp_path: Path) -> None:
              "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
              "--window-size=1200,800"]  # fmt: skip
     proc = subprocess.run(
-        [CHROMIUM, *flags, report.as_uri()], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        [system_tool("chromium", "chromium-browser"), *flags, report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert shot.exists(), proc.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)  # (H, W, 3)

@@ -8,13 +8,12 @@ sidecars can be compared property by property, independent of layout, prefixes a
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import pytest
+from tests.helpers import system_tool
 
 # digiKam 8 (written through exiv2): person tags in dc:subject, digiKam:TagsList, lr:hierarchicalSubject and
 # the Microsoft / MediaPro / ACDSee copies, a face region in MWG and Microsoft form, rating, color label.
@@ -419,14 +418,14 @@ def only(facts: Counter, prop: str) -> list[str]:
     )
 
 
-needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
-
-
 def exiftool(path: Path, *tags: str) -> dict:
     """What an independent XMP reader (exiftool) sees in a sidecar, structures kept."""
     args = list(tags) or ["-XMP:all"]
     out = subprocess.run(
-        ["exiftool", "-j", "-struct", "-n", *args, str(path)], capture_output=True, text=True, check=True
+        [system_tool("exiftool"), "-j", "-struct", "-n", *args, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)[0]
 

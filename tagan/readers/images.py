@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from typing import IO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from tagan.utils import NotRegularFileError, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -113,39 +114,18 @@ def _flatten(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):  # fmt: skip
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def open_regular(path: Path | str) -> IO[bytes]:
-    """Open `path` for reading if it is a non-empty regular file; never blocks on a FIFO or device (ImageError)."""
+def _open_photo(path: Path | str) -> IO[bytes]:
+    """Open `path` if it is a non-empty regular file; never blocks on a FIFO or device (ImageError)."""
     try:
-        st = os.stat(path)  # follows symlinks: a link to a FIFO is a FIFO
+        f = open_regular(path)
+    except NotRegularFileError as e:
+        raise ImageError(f"{e}; only regular files are read") from None
     except OSError as e:
         raise ImageError(f"cannot read file ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageError(f"not a regular file ({_file_kind(st.st_mode)}); only regular files are read")
-    if st.st_size == 0:
+    if os.fstat(f.fileno()).st_size == 0:
+        f.close()
         raise ImageError("empty file (0 bytes)")
-    flags = (
-        os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    )
-    try:
-        fd = os.open(
-            path, flags
-        )  # O_NONBLOCK: had the file been swapped for a FIFO since stat, open won't wait
-    except OSError as e:
-        raise ImageError(f"cannot read file ({e.strerror or e})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # the file that is open now, not the one stat saw
-        os.close(fd)
-        raise ImageError("not a regular file (changed while opening)")
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+    return f
 
 
 # LibRaw's `flip` (from the RAW's orientation) -> the transpose that shows the preview upright
@@ -214,7 +194,7 @@ def _load(path: Path, max_side: int, max_pixels: int) -> Image.Image:
         raise ImageError(f"unsupported format ({suffix}): convert it to JPEG, PNG, TIFF, WebP, HEIC or AVIF")
     if HEIF_READER and suffix in (".heic", ".heif", ".hif"):
         raise ImageError(HEIF_READER)
-    with open_regular(path) as f:
+    with _open_photo(path) as f:
         src = None
         try:
             if suffix in RAW_SUFFIXES:

@@ -29,7 +29,7 @@ from typing import Literal
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from tagan.utils import atomic_path
+from tagan.utils import NotRegularFileError, atomic_path, open_regular
 
 NS = {
     "x": "adobe:ns:meta/",
@@ -93,28 +93,25 @@ def sidecar_path(photo: Path, style: XmpStyle = "ext") -> Path:
 
 
 # --------------------------------------------------------------------------------------------- reading
-def _read_bytes(path: Path, *, follow: bool = False) -> bytes | None:
-    """The sidecar's bytes, None when there is none; never blocks on a FIFO or device.
+def read_sidecar_bytes(path: Path, *, follow: bool = False) -> bytes | None:
+    """The sidecar's bytes, None when there is none; only regular files, never blocks on a FIFO or device.
 
     follow: read through a symlink (reading only; an edit never goes through a link).
     """
     try:
-        st = os.stat(path) if follow else os.lstat(path)
+        f = open_regular(path, follow=follow)
     except FileNotFoundError:
         return None
-    if stat.S_ISLNK(st.st_mode):
-        raise XmpError(f"{path}: is a symbolic link; tagan edits only regular files (resolve it by hand)")
-    if not stat.S_ISREG(st.st_mode):
-        raise XmpError(f"{path}: not a regular file (a folder, FIFO, socket or device); remove or rename it")
-    if st.st_size > MAX_SIDECAR_BYTES:
-        raise XmpError(
-            f"{path}: {st.st_size} bytes, larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar"
-        )
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
-    fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since lstat
-            raise XmpError(f"{path}: not a regular file; left untouched")
+    except NotRegularFileError as e:
+        if e.kind == "a symbolic link":
+            raise XmpError(
+                f"{path}: is a symbolic link; tagan edits only regular files (resolve it by hand)"
+            ) from None
+        raise XmpError(f"{path}: {e}; remove or rename it") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_SIDECAR_BYTES:
+            raise XmpError(f"{path}: {size} bytes, larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar")
         data = f.read(MAX_SIDECAR_BYTES + 1)
     if len(data) > MAX_SIDECAR_BYTES:
         raise XmpError(f"{path}: larger than {MAX_SIDECAR_BYTES >> 20} MiB; not a sidecar")
@@ -162,7 +159,7 @@ def _parse(text: str, path: Path) -> tuple[ET.Element, dict[str, str]]:
 
 
 def _load(path: Path, *, follow: bool = False) -> tuple[ET.Element, dict[str, str], str] | None:
-    data = _read_bytes(path, follow=follow)
+    data = read_sidecar_bytes(path, follow=follow)
     if data is None:
         return None
     text = _decode(data, path)
@@ -460,7 +457,9 @@ class XmpChange:
     properties: dict[str, dict[str, list[str]]] = field(
         default_factory=dict
     )  # name -> {"add": [], "remove": []}
-    deleted: bool = False  # untag removed a sidecar tagan had created and that held nothing else
+    deleted: bool = (
+        False  # untag removed (dry run: would remove) a sidecar tagan created that held nothing else
+    )
     written: bool = False  # the file changed on disk
 
     @property
@@ -498,22 +497,31 @@ def edit_sidecar(
     ledger = {p.name: doc.values(p.ledger) for p in PROPERTIES}
     own = {n: _still_present(ledger[n], current[n]) for n in current}  # stale ledger entries dropped
     person = {n: _without(current[n], own[n]) for n in current}
-    remove = own if mode in ("replace-own", "remove-own") else {n: [] for n in current}
-    kept_own = {n: _without(own[n], remove[n]) for n in current}
     wanted = {p.name: [] for p in PROPERTIES}
     for word in keywords if mode != "remove-own" else ():
         if word.strip():
             for name, value in keyword_values(word, path_of, root).items():
                 wanted[name].append(value)
+    candidates = {}  # what would be added, seeds first
+    for prop in PROPERTIES:
+        n = prop.name
+        seed = []
+        if wanted[n] and not any(v.strip() for v in person[n]):  # see README: first-non-empty readers
+            seed = [prop.separator.join(p) if prop.separator else p[-1] for p in _person_paths(person)]
+        candidates[n] = [*seed, *wanted[n]]
+    remove = {n: [] for n in current}
+    if mode == "remove-own":
+        remove = own
+    elif mode == "replace-own":  # tagan's own values that it would add again stay (a re-run changes nothing)
+        again = {n: {v.strip().casefold() for v in candidates[n]} for n in current}
+        remove = {n: [v for v in own[n] if v.strip().casefold() not in again[n]] for n in current}
+    kept_own = {n: _without(own[n], remove[n]) for n in current}
     add = {}
     for prop in PROPERTIES:
         n = prop.name
         present = {v.strip().casefold() for v in _without(current[n], remove[n])}
-        seed = []
-        if wanted[n] and not any(v.strip() for v in person[n]):  # see README: first-non-empty readers
-            seed = [prop.separator.join(p) if prop.separator else p[-1] for p in _person_paths(person)]
         add[n] = []
-        for value in (*seed, *wanted[n]):
+        for value in candidates[n]:
             if value.strip() and value.strip().casefold() not in present:
                 present.add(value.strip().casefold())
                 add[n].append(value)
@@ -539,7 +547,7 @@ def edit_sidecar(
         return change  # nothing to add: no empty sidecar is created
     marks_change = desc is not None and any(desc.get(k) != v for k, v in marks.items())
     ledger_change = any(new_ledger[n] != ledger[n] for n in current)
-    if dry_run or not (change.changed or marks_change or ledger_change):
+    if not (change.changed or marks_change or ledger_change):
         return change
     if desc is None:
         desc = doc.main()
@@ -558,12 +566,15 @@ def edit_sidecar(
             doc.remove(prop.ledger, ledger[n])
             doc.add(prop.ledger, new_ledger[n])
     if mode == "remove-own" and desc.get(CREATED_ATTR) == "True" and doc.holds_nothing_but_tagan():
-        _check_writable(sidecar)
-        os.unlink(sidecar)
-        change.deleted = change.written = True
+        change.deleted = True
+        if not dry_run:
+            _check_writable(sidecar)
+            os.unlink(sidecar)
+            change.written = True
         return change
-    _write(sidecar, root_elem, prefixes, text, created)
-    change.written = True
+    if not dry_run:  # the edit above was in memory only
+        _write(sidecar, root_elem, prefixes, text, created)
+        change.written = True
     return change
 
 
