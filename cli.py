@@ -27,7 +27,10 @@ EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_MODEL_DIR = Path("data/tagger")  # relative to the working directory, else to this repository
 BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR of another experiment"
 # the methods a bundle holds (tagan.tagging.METHODS; kept here so --help needs no torch import)
-METHODS = ("cgan", "knn", "classifier", "cgan_strong", "cgan_paper", "regressor", "prior", "zeroshot")
+METHODS = (
+    "cgan", "cgan_open", "wordnet", "conse", "imagenet_names", "knn", "classifier", "cgan_strong_tuned",
+    "cgan_strong", "cgan_paper_tuned", "cgan_paper", "regressor", "prior", "zeroshot",
+)  # fmt: skip
 FORMATS = ("table", "json", "jsonl", "csv")
 log = logging.getLogger("tagan")
 
@@ -263,16 +266,13 @@ class Session:
 def open_session(args: argparse.Namespace) -> Session:
     """Load the model bundle (first: a missing model fails before anything else loads) and its backbone."""
     tagger = load_tagger(args.model, args.method)
-    from tagan.models.backbones import build_backbone
+    from tagan.features import load_backbone
     from tagan.utils import resolve_device
 
     allowed = read_vocab(args.vocab, tagger.words) if getattr(args, "vocab", None) else None
-    name = str(tagger.info.get("backbone", "efficientnet_lite0")).replace(
-        "efficientnet-lite0", "efficientnet_lite0"
-    )
-    kwargs = {"image_size": int(tagger.info["image_size"])} if "image_size" in tagger.info else {}
-    backbone = build_backbone(name, resolve_device(args.device), **kwargs)
-    decode = {k: int(tagger.info[k]) for k in ("max_side", "max_pixels") if k in tagger.info}
+    feats = tagger.bundle.features  # exactly how the pipeline extracted the training features
+    backbone = load_backbone(feats, resolve_device(args.device))
+    decode = {"max_side": feats.max_side, "max_pixels": feats.max_pixels}
     return Session(tagger, backbone, model_id(args.model, args.method), allowed, decode)
 
 
@@ -591,11 +591,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         "backbone",
         "feature_dim",
         "vocab_size",
+        "open_vocab_size",
         "embedding_dim",
     )
     for key in shown:
         if key in info:
             out.write(f"{key:15} {info[key]}\n")
+    if isinstance(info.get("features"), dict):
+        out.write(f"{'features':15} " + ", ".join(f"{k}={v}" for k, v in info["features"].items()) + "\n")
+    if isinstance(info.get("decoding"), dict):
+        out.write(f"{'decoding':15} " + ", ".join(f"{k}={v}" for k, v in info["decoding"].items()) + "\n")
     if info.get("aliases"):
         out.write(f"{'aliases':15} {', '.join(f'{a} = {m}' for a, m in info['aliases'].items())}\n")
     metrics = info.get("test_metrics") or {}
@@ -663,8 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         choices=METHODS,
         default="cgan",
-        help="cgan: the paper's generator (default); knn: tag transfer from the nearest "
-        "training images; classifier: the multi-label MLP. `tagan info` shows each one's test metrics",
+        help="cgan: the default conditional GAN (the open-vocabulary one when built); wordnet, conse, "
+        "imagenet_names: training-free real-world baselines; knn: tag transfer from the nearest training "
+        "images; classifier: the multi-label MLP. `tagan info` shows each one's test metrics",
     )
     model_opts.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress bar"
@@ -732,7 +738,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop tags scoring below this (cgan: vote share; knn, classifier: their 0-1 score; default: 0)",
     )
     tag.add_argument(
-        "--samples", type=_positive_int, default=100, help="GAN samples per photo, cgan only (default: 100)"
+        "--samples",
+        type=_positive_int,
+        default=None,
+        help="GAN samples per photo, cgan only (default: the bundle's, those its test metrics used)",
     )
     tag.add_argument("--seed", type=int, default=0, help="random seed; same seed, same tags (default: 0)")
     tag.add_argument(
