@@ -18,4 +18,5 @@ STAGES: dict[str, str] = {
     "tag_cgan.paper": "pipeline.tag_cgan:Params",
     "tag_cgan.strong": "pipeline.tag_cgan:Params",
     "tag_eval": "pipeline.tag_eval:Params",
+    "photo_eval": "pipeline.photo_eval:Params",
 }

@@ -621,3 +621,26 @@ def summary(photos: Iterable[Photo]) -> dict[str, int]:
     for p in photos:
         counts[p.source] = counts.get(p.source, 0) + 1
     return counts
+
+
+def tag_metrics(
+    predicted: list[list[str]], accepted: list[set[str]], training: set[str], wn: Any
+) -> dict[str, float]:
+    """hit@1, hit@10, P@5 (means over photos) and the share of correct top-10 words that are not training tags."""
+    h1 = h10 = p5 = 0.0
+    correct = novel = 0
+    for words, acc in zip(predicted, accepted):
+        ok = [is_accepted(w, acc, wn) for w in words[:10]]
+        h1 += float(bool(ok) and ok[0])
+        h10 += float(any(ok))
+        p5 += sum(ok[:5]) / 5.0
+        correct += sum(ok)
+        novel += sum(o and w not in training for w, o in zip(words[:10], ok))
+    n = max(len(predicted), 1)
+    return {
+        "hit_at_1": h1 / n,
+        "hit_at_10": h10 / n,
+        "p_at_5": p5 / n,
+        "non_training_share": novel / correct if correct else 0.0,
+        "photos": float(len(predicted)),
+    }
