@@ -51,6 +51,9 @@ class Params:
     conse_top_grid: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])  # val grid (reported)
     wordnet_grid: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])  # beta and gamma values
     open_neighbors_grid: list[int] = field(default_factory=lambda: [1, 3])
+    open_gate_grid: list[float] = field(
+        default_factory=lambda: [0.0, 0.7, 0.8, 0.9, 2.0]
+    )  # cgan_open feature gate
     examples: int = 16  # test photos in reports/photo_examples.png
     wordnet_dir: Path = DEBIAN_WORDNET
     cache_dir: Path = Path(".cache/wordnet")

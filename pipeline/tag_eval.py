@@ -58,7 +58,7 @@ class Params:
     wordnet_gamma: float = 0.5  # wordnet: word-frequency exponent (chosen on the photo val split)
     open_samples: int = 100  # cgan_open: hard samples per image
     open_neighbors: int = 1  # cgan_open: words each sample votes for
-    open_use_features: bool = False  # cgan_open: the image-feature branch at inference (photo val split)
+    open_feature_gate: float = 2.0  # cgan_open: feature branch on when cosine to a training image >= this
     default_method: str = "cgan_open"  # what `--method cgan` serves (falls back to cgan_strong_tuned)
     examples: int = 12  # test images in reports/tag_examples.*
     seed: int = 0
@@ -200,7 +200,7 @@ def run(
             shutil.copyfile(open_cgan, out / "cgan_open.pt")
             methods["cgan_open"] = Decoding(
                 "cgan", "cgan_open.pt", vocabulary="open", samples=cfg.open_samples, neighbors=cfg.open_neighbors,
-                use_features=cfg.open_use_features,
+                feature_gate=cfg.open_feature_gate,
             )  # fmt: skip
     served = [m for m in (cfg.default_method, "cgan_strong_tuned", *bundled) if m in methods]
     bundle = Bundle(

@@ -41,7 +41,9 @@ class Decoding:
     top: int = 10  # classes that vote (zeroshot, conse)
     beta: float = 1.0  # wordnet: specificity exponent
     gamma: float = 1.0  # wordnet: word-frequency exponent
-    use_features: bool = True  # open cgan: the image-feature branch on (else only the ImageNet posterior)
+    # open cgan: its image-feature branch is on for an image whose cosine to the nearest training image is at least
+    # this (the branch knows only the training collection's domain); 0 = always on, above 1 = never
+    feature_gate: float = 2.0
 
     def __post_init__(self) -> None:
         for key in ("samples", "neighbors", "top"):

@@ -21,7 +21,7 @@ COLUMNS = [
 
 
 def val_grid(
-    bundle_dir: Path, conse_tops: list[int], wordnet_values: list[float], open_neighbors: list[int],
+    bundle_dir: Path, conse_tops: list[int], wordnet_values: list[float], open_neighbors: list[int], gates: list[float],
     x: np.ndarray, accepted: list[set[str]], training: set[str], wn: Any,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """Val-split metrics of the decoding alternatives behind tag_eval's conse / wordnet / cgan_open settings."""
@@ -42,10 +42,10 @@ def val_grid(
             for gamma in wordnet_values:
                 out[f"wordnet beta={beta} gamma={gamma}"] = score("wordnet", beta=beta, gamma=gamma)
     if "cgan_open" in methods:
-        for use in (False, True):
+        for gate in gates:
             for nb in open_neighbors:
-                out[f"cgan_open use_features={use} neighbors={nb}"] = score(
-                    "cgan_open", use_features=use, neighbors=nb
+                out[f"cgan_open feature_gate={gate} neighbors={nb}"] = score(
+                    "cgan_open", feature_gate=gate, neighbors=nb
                 )
     return out
 

@@ -87,7 +87,11 @@ class Tagger:
         if s.kind == "cgan" and s.vocabulary == "open":
             from tagan.models.open_cgan import OpenDecoder
 
-            self._model = OpenDecoder.load(load_checkpoint(d / s.file), self.index, self._head())
+            with np.load(d / "knn.npz") as z:  # the training images' features: the feature gate's domain
+                train_features = z["features"].astype(np.float32)
+            self._model = OpenDecoder.load(
+                load_checkpoint(d / s.file), self.index, self._head(), train_features
+            )
         elif s.kind == "cgan":
             from tagan.models.tag_cgan import load_generator
 
@@ -183,7 +187,7 @@ class Tagger:
         if s.kind == "cgan" and s.vocabulary == "open":
             return self._model.tag(
                 features, samples=samples, neighbors=neighbors, top_k=top_k, seed=seed,
-                allowed=allowed_set, use_features=s.use_features,
+                allowed=allowed_set, feature_gate=s.feature_gate,
             )  # fmt: skip
         if s.kind in ("cgan", "regressor"):
             return decode_votes(

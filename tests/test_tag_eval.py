@@ -130,7 +130,9 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
     assert set(bundle.methods) == {"prior", "knn", "classifier", "regressor", "cgan_paper", "cgan_paper_tuned",
                                    "cgan_strong", "cgan_strong_tuned"}  # fmt: skip
     assert bundle.methods["cgan_strong_tuned"].samples == cfg.tuned_samples
-    for method in bundle.methods:  # every row is what the CLI's Tagger gives with its defaults (no samples=...)
+    for (
+        method
+    ) in bundle.methods:  # every row is what the CLI's Tagger gives with its defaults (no samples=...)
         tags = Tagger.load(tmp_path / "bundle", method).tag(data.features[test], top_k=cfg.top_k)
         got = metrics.tagging_metrics([[w for w, _ in t] for t in tags], truth, 12)
         assert got == pytest.approx({k: m[f"{method}.{k}"] for k in got}), method

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan.models.tag_cgan import FeatureNorm, init_weights
-from tagan.tagging import TagIndex, Tags
+from tagan.tagging import TagIndex, Tags, l2_normalize
 
 
 @dataclass
@@ -154,16 +154,20 @@ class OpenDecoder:
 
     def __init__(
         self, g: Generator, head_rows: np.ndarray, index: TagIndex, head: tuple[np.ndarray, np.ndarray],
-        gate: dict[str, Any], table_k: int = 20,
+        train_features: np.ndarray | None = None, table_k: int = 20,
     ) -> None:  # fmt: skip
-        self.g, self.index, self.gate = g.eval(), index, gate
+        self.g, self.index = g.eval(), index
+        self.train_features = None if train_features is None else l2_normalize(train_features)  # (N, F)
         self.weight, self.bias = torch.from_numpy(head[0]), torch.from_numpy(head[1])
         self.head_rows = head_rows  # (W,) open-index row of each head word
         sims, nn_idx = index.search(index.vectors[head_rows], table_k)  # (W, k): own word first
         self.table, self.table_sims = nn_idx, sims
 
     @classmethod
-    def load(cls, ckpt: dict[str, Any], index: TagIndex, head: tuple[np.ndarray, np.ndarray]) -> OpenDecoder:
+    def load(
+        cls, ckpt: dict[str, Any], index: TagIndex, head: tuple[np.ndarray, np.ndarray],
+        train_features: np.ndarray | None = None,
+    ) -> OpenDecoder:  # fmt: skip
         cfg = OpenCGANConfig(**ckpt["config"]["model"])
         g = Generator(cfg)
         g.load_state_dict(ckpt["state_dict"]["generator"])
@@ -176,23 +180,32 @@ class OpenDecoder:
                 f"open CGAN head words missing from the open index ({missing[:3]}); rebuild the model"
             )
         rows = np.array([index.word_index[w] for w in words], dtype=np.int64)
-        return cls(g, rows, index, head, ckpt["config"].get("gate", {}))
+        return cls(g, rows, index, head, train_features)
+
+    def gate(self, features: np.ndarray, feature_gate: float) -> np.ndarray:
+        """1 for images whose cosine to the nearest training image is >= feature_gate, else 0: (B,)."""
+        if feature_gate <= 0:
+            return np.ones(len(features), np.float32)
+        if feature_gate > 1 or self.train_features is None:
+            return np.zeros(len(features), np.float32)
+        nearest = (l2_normalize(features) @ self.train_features.T).max(axis=1)  # (B,)
+        return (nearest >= feature_gate).astype(np.float32)
 
     def inputs(
-        self, features: np.ndarray, use_features: bool
+        self, features: np.ndarray, feature_gate: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(posterior (B, C), features (B, F), gate (B,)) for G."""
-        x = torch.from_numpy(np.asarray(features, dtype=np.float32))
+        f = np.asarray(features, dtype=np.float32)
+        x = torch.from_numpy(f)
         post = torch.softmax(x @ self.weight.T + self.bias, dim=1)  # (B, C)
-        gate = torch.full((len(x),), float(use_features))
-        return post, x, gate
+        return post, x, torch.from_numpy(self.gate(f, feature_gate))
 
     def tag(
         self, features: np.ndarray, *, samples: int, neighbors: int, top_k: int, seed: int = 0,
-        allowed: set[str] | None = None, use_features: bool = False,
+        allowed: set[str] | None = None, feature_gate: float = 2.0,
     ) -> Tags:  # fmt: skip
         """Top-k words per image by votes of `samples` hard samples, each voting for its `neighbors` nearest words."""
-        post, x, gate = self.inputs(features, use_features)
+        post, x, gate = self.inputs(features, feature_gate)
         ids = sample_words(self.g, post, x, gate, samples, seed).numpy()  # (B, S)
         k = min(neighbors, self.table.shape[1])
         v = len(self.index)
