@@ -290,9 +290,20 @@ def tag_features(session: Session, feature: Any, args: argparse.Namespace) -> li
     return [(t, float(s)) for t, s in tags if s >= args.min_score]
 
 
+def photo_features(
+    session: Session, paths: list[Path], args: argparse.Namespace
+) -> Iterator[tuple[Path, Any, Any]]:
+    """(path, feature (F,) or None, skip reason) per photo, extracted exactly as the pipeline did (bundle config)."""
+    from tagan.features import extract_features
+
+    return extract_features(
+        paths, session.backbone, batch_size=args.batch_size, workers=args.workers,
+        device=session.backbone.device, **session.decode,
+    )  # fmt: skip
+
+
 def tag_stream(args: argparse.Namespace, session: Session) -> Iterator[Record]:
     """Records of every photo under args.paths, in walk order; paths are streamed in chunks (bounded memory)."""
-    from tagan.features import extract_features
     from tagan.readers import xmp
 
     for chunk in chunks(iter_photos(args.paths, exclude=args.exclude), args.chunk):
@@ -303,15 +314,7 @@ def tag_stream(args: argparse.Namespace, session: Session) -> Iterator[Record]:
                 yield Record(path, "cached", tags=xmp.read_tags(sidecar), sidecar=sidecar, xmp_added=[])
             else:
                 todo.append(path)
-        features = extract_features(
-            todo,
-            session.backbone,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            device=session.backbone.device,
-            **session.decode,
-        )
-        for path, feature, reason in features:
+        for path, feature, reason in photo_features(session, todo, args):
             if feature is None:
                 yield Record(Path(path), f"skipped: {reason}")
                 continue

@@ -52,7 +52,7 @@ class Params:
     wordnet_grid: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])  # beta and gamma values
     open_neighbors_grid: list[int] = field(default_factory=lambda: [1, 3])
     open_gate_grid: list[float] = field(
-        default_factory=lambda: [0.0, 0.7, 0.8, 0.9, 2.0]
+        default_factory=lambda: [0.0, 0.5, 0.55, 0.6, 2.0]
     )  # cgan_open feature gate
     examples: int = 16  # test photos in reports/photo_examples.png
     wordnet_dir: Path = DEBIAN_WORDNET

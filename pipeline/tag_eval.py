@@ -58,7 +58,7 @@ class Params:
     wordnet_gamma: float = 0.5  # wordnet: word-frequency exponent (chosen on the photo val split)
     open_samples: int = 100  # cgan_open: hard samples per image
     open_neighbors: int = 1  # cgan_open: words each sample votes for
-    open_feature_gate: float = 2.0  # cgan_open: feature branch on when cosine to a training image >= this
+    open_feature_gate: float = 0.55  # cgan_open: feature branch on when cosine to a training image >= this
     default_method: str = "cgan_open"  # what `--method cgan` serves (falls back to cgan_strong_tuned)
     examples: int = 12  # test images in reports/tag_examples.*
     seed: int = 0

@@ -189,7 +189,7 @@ def build_vocabulary(
         senses = wn.synsets(normalize(tag).replace(" ", "_"), "n")
         add(tag, senses[0] if senses else None, "training")
     candidates: dict[str, float] = {}
-    for syn in wn.all_synsets("n"):
+    for syn in wn.all_synsets("n") if size > 0 else ():
         for lemma in syn.lemmas():
             name = lemma.name()
             word = display(name)
