@@ -114,8 +114,9 @@ def run(
             [words[i] for i in r], [set(photos[i].accepted_strict) for i in r], training, wn
         )
     grid = val_grid(
-        cfg, bundle_dir, x[rows["val"]], [set(photos[i].accepted) for i in rows["val"]], training, wn
-    )
+        bundle_dir, cfg.conse_top_grid, cfg.wordnet_grid, cfg.open_neighbors_grid, cfg.open_gate_grid,
+        x[rows["val"]], [set(photos[i].accepted) for i in rows["val"]], training, wn,
+    )  # fmt: skip
     flat: dict[str, float] = {}
     for split, table in tables.items():
         for name, m in table.items():
@@ -125,6 +126,7 @@ def run(
     flat.update({f"photos_{k.replace(':', '_')}": float(v) for k, v in summary(photos).items()})
     flat["seconds"] = time.perf_counter() - t0
     head = bundle.aliases.get("cgan", methods[0])
+    head = head if head in preds else methods[0]
     write_text(Path(reports_dir) / "photo_eval_table.md", report(tables, grid, photos, head, bundle.aliases))
     r = rows["test"]
     pick = r[np.linspace(0, len(r) - 1, min(cfg.examples, len(r))).astype(int)] if cfg.examples else r[:0]
