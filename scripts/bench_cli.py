@@ -62,7 +62,7 @@ def synthetic_bundle(out: Path, vocab: int = 208, tag_dim: int = 200, seed: int 
     """A bundle with the paper preset's shapes and random weights (speed does not depend on the weights)."""
     import torch
 
-    from tagan.models.tag_cgan import TagCGANConfig, build
+    from tagan.models.tag_cgan import DataSizes, TagCGANConfig, build
     from tagan.tagging import TagIndex
     from tagan.utils import save_checkpoint, write_json
 
@@ -70,9 +70,13 @@ def synthetic_bundle(out: Path, vocab: int = 208, tag_dim: int = 200, seed: int 
     rng = np.random.default_rng(seed)
     words = [f"tag{i:03d}" for i in range(vocab)]
     TagIndex(words, rng.normal(size=(vocab, tag_dim)).astype(np.float32)).save(out / "index")
-    cfg = TagCGANConfig(feature_dim=1280, tag_dim=tag_dim)
-    g, _ = build(cfg)
-    save_checkpoint(out / "cgan_paper.pt", {"model": cfg.to_dict()}, {"generator": g.state_dict()})
+    cfg, sizes = TagCGANConfig(), DataSizes(feature_dim=1280, tag_dim=tag_dim)
+    g, _ = build(cfg, sizes)
+    save_checkpoint(
+        out / "cgan_paper.pt",
+        {"model": cfg.to_dict(), "sizes": sizes.to_dict()},
+        {"generator": g.state_dict()},
+    )
     write_json(out / "info.json", {
         "dataset": "synthetic", "backbone": "efficientnet_lite0", "feature_dim": 1280, "vocabulary_size": vocab,
         "methods": ["cgan_paper"], "aliases": {"cgan": "cgan_paper"},

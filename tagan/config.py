@@ -30,6 +30,15 @@ def positive(key: str, value: float) -> None:
     check(value > 0, key, f"must be > 0, got {value!r}")
 
 
+def positive_list(key: str, values: list[float]) -> None:
+    """Raise a ParamsError for `key` unless `values` is a non-empty list of numbers > 0."""
+    check(
+        len(values) > 0 and all(v > 0 for v in values),
+        key,
+        f"must be a non-empty list of positive numbers, got {values}",
+    )
+
+
 def in_range(key: str, value: float, lo: float, hi: float) -> None:
     """Raise a ParamsError for `key` unless lo <= `value` <= hi."""
     check(lo <= value <= hi, key, f"must be in [{lo}, {hi}], got {value!r}")

@@ -104,3 +104,20 @@ def within_class_std(images: np.ndarray, labels: np.ndarray) -> float:
     """Per-pixel standard deviation over the images of each label, averaged over pixels and labels."""
     x = np.asarray(images, dtype=np.float32).reshape(len(images), -1)  # (N, 784)
     return float(np.mean([x[labels == k].std(0).mean() for k in np.unique(labels)]))
+
+
+def parzen_only(
+    samples: np.ndarray,
+    data: dict[str, np.ndarray],
+    sigma_grid: np.ndarray,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Parzen LL of the test split under `samples` (N, 28, 28), sigma chosen on the validation split (for
+    datasets the MNIST classifier cannot judge, such as Fashion-MNIST)."""
+    flat = check_samples(samples).reshape(len(samples), -1)  # (N, 784)
+    val = data["x_val"].reshape(-1, 784).astype(np.float32) / 255
+    sigma, _ = select_parzen_sigma(flat, val, np.asarray(sigma_grid), device=device)
+    ll, se = parzen_log_likelihood(
+        flat, data["x_test"].reshape(-1, 784).astype(np.float32) / 255, sigma, device=device
+    )
+    return {"parzen_ll": round(ll, 3), "parzen_se": round(se, 3), "parzen_sigma": sigma}

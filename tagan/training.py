@@ -118,6 +118,15 @@ def mean_across_ranks(value: float, info: DistInfo) -> float:
     return float(t.item()) / info.world_size
 
 
+def gather(t: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
+    """Every rank's `t` in rank order, on the CPU ([t] when not distributed)."""
+    if not info.enabled:
+        return [t.cpu()]
+    out = [torch.empty_like(t) for _ in range(info.world_size)]
+    dist.all_gather(out, t)
+    return [x.cpu() for x in out]
+
+
 @lru_cache(maxsize=2)
 def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)

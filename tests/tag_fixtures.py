@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-# a tag CGAN small enough for one-second tests (TagCGANConfig / tag_cgan.Params fields)
+# a tag CGAN small enough for one-second tests (TagCGANConfig fields: tag_cgan.<preset>.model)
 TINY_TAG_CGAN = dict(
     noise_dim=4,
     g_noise_hidden=8,
@@ -17,6 +17,20 @@ TINY_TAG_CGAN = dict(
     d_maxout_units=6,
     d_maxout_pieces=2,
 )
+
+
+def tiny_tag_cgan_params(
+    model: dict | None = None, optim: dict | None = None, train: dict | None = None, **top: object
+) -> dict:
+    """A `tag_cgan.<preset>` params section for tests: TINY_TAG_CGAN's network, 6 steps of batch 8;
+    the dicts update each section (feed it to config.from_dict with pipeline.tag_cgan.Params)."""
+    return {
+        "model": {**TINY_TAG_CGAN, **(model or {})},
+        "optim": optim or {},
+        "train": {"steps": 6, "batch_size": 8, "log_every": 2, "checkpoint_every": 0, **(train or {})},
+        **top,
+    }
+
 
 TOPICS = {
     "animals": ["cat", "dog", "pet"],

@@ -41,7 +41,6 @@ def top_level_definitions(path: Path) -> set[str]:
 
 
 # thinned by the GAN-trainer change of issue 12 (another branch); strict for every other stage
-GAN_STAGES = {"mnist_cgan.py", "dcgan.py", "tag_cgan.py"}
 
 
 def test_the_library_never_imports_a_stage_or_the_cli() -> None:
@@ -72,16 +71,7 @@ def test_every_stage_is_registered_and_runs_from_dvc_yaml() -> None:
         assert f"pipeline.{path.stem}" in registered, f"{path.name} has no params section in pipeline.STAGES"
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=False, reason="GAN stage not yet thinned"))
-        if p.name in GAN_STAGES
-        else p
-        for p in stage_files()
-    ],
-    ids=lambda p: p.stem,
-)
+@pytest.mark.parametrize("path", stage_files(), ids=lambda p: p.stem)
 def test_a_stage_module_defines_only_params_run_and_main(path: Path) -> None:
     defined = top_level_definitions(path)
     assert defined == STAGE_NAMES, (

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import cli
-from tests.tag_fixtures import TOPICS, make_tag_data
+from tests.tag_fixtures import TOPICS, make_tag_data, tiny_tag_cgan_params
 from tests.test_xmp import DIGIKAM_SIDECAR, as_list, exiftool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +209,7 @@ def make_bundle(root: Path) -> Path:
     from pipeline.tag_embeddings import run as embed
     from pipeline.tag_eval import Params as EvalParams
     from pipeline.tag_eval import run as evaluate
-    from tagan.config import Runtime
+    from tagan.config import Runtime, from_dict
 
     paths = make_tag_data(root / "data", dim=1280)
     with np.load(paths["features"]) as z:
@@ -217,12 +217,10 @@ def make_bundle(root: Path) -> Path:
     np.savez(paths["features"], **{**arrays, "backbone": np.array("efficientnet_lite0")})
     runtime = Runtime(num_threads=1)
     embed(EmbParams(dim=8, epochs=5), runtime, paths["items"], paths["vocab"], root / "emb")
-    tiny = {"noise_dim": 4, "g_noise_hidden": 8, "g_cond_hidden": 16, "d_tag_hidden": 8, "d_cond_hidden": 12,
-            "d_maxout_units": 6, "d_maxout_pieces": 2, "steps": 10, "batch_size": 8, "checkpoint_every": 0,
-            "log_every": 5}  # fmt: skip
+    tiny = from_dict(CGANParams, tiny_tag_cgan_params(train={"steps": 10, "log_every": 5}), "tag_cgan.paper")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("tagan.training.RESUME_DIR", root / "resume")
-        train_cgan(CGANParams(**tiny), runtime, "paper", paths["items"], paths["vocab"], paths["features"],
+        train_cgan(tiny, runtime, "paper", paths["items"], paths["vocab"], paths["features"],
                    root / "emb", root / "paper.pt", root / "paper.csv")  # fmt: skip
     cfg = EvalParams(
         samples=8, mlp_epochs=5, knn_k=[1, 3], tuned_neighbors=[1, 3], examples=2, image_split=False

@@ -11,17 +11,28 @@ import torch
 from test_mnist_cgan import write_fixtures
 from torch import nn
 
-from pipeline.dcgan import Params, labelled_subset, run, svm_accuracy, to_dcgan_input, to_unit_28, train
-from tagan import config, training, utils
+from pipeline.dcgan import Params, run
+from tagan import config, gan, training, utils
+from tagan.dcgan_features import labelled_subset, svm_accuracy, to_dcgan_input, to_unit_28
 from tagan.models.dcgan import ModelConfig, build
 
 
-def tiny(**kw: object) -> Params:
-    base = dict(g_width=4, d_width=4, z_dim=8, batch_size=16, steps=2, eval_samples=40, svm_labels_per_class=3,
-                svm_c_grid=[0.1, 1.0], checkpoint_every=0, log_every=1, walk_rows=2, walk_steps=3,
+def tiny(steps: int = 2, **kw: object) -> Params:
+    base = dict(model=dict(g_width=4, d_width=4, z_dim=8),
+                train=dict(batch_size=16, steps=steps, checkpoint_every=0, log_every=1),
+                eval_samples=40, svm_labels_per_class=3, svm_c_grid=[0.1, 1.0], walk_rows=2, walk_steps=3,
                 sigma_grid=[0.1, 0.2, 0.4])  # fmt: skip
     base.update(kw)
     return config.from_dict(Params, base, "dcgan")
+
+
+def train(cfg: Params, images: torch.Tensor) -> gan.FitResult:
+    """The stage's training on tensors: build with the stage's seed, then the trainer."""
+    utils.seed_everything(cfg.seed)
+    g, d = build(cfg.model)
+    task = gan.ImageGANTask(images, cfg.model.z_dim)
+    return gan.fit(task, g, d, cfg.train, cfg.optim, name="dcgan", config_dict=config.to_dict(cfg),
+                   seed=cfg.seed, noise_seed=cfg.seed + 1)  # fmt: skip
 
 
 def test_shapes_and_features() -> None:
@@ -91,10 +102,10 @@ def test_one_step_changes_both_networks(images: torch.Tensor, tmp_path: Path, mo
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
     cfg = tiny(steps=1)
     utils.seed_everything(cfg.seed)
-    g0, d0 = build(cfg.model_config())
-    g, d, rows, _ = train(cfg, images, torch.device("cpu"))
-    assert len(rows) == 1 and np.isfinite(rows[0]["d_loss"])
-    for before, after in ((g0, g), (d0, d)):
+    g0, d0 = build(cfg.model)
+    out = train(cfg, images)
+    assert len(out.rows) == 1 and np.isfinite(out.rows[0]["d_loss"])
+    for before, after in ((g0, out.g), (d0, out.d)):
         assert any(
             not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values())
         )
@@ -103,9 +114,9 @@ def test_one_step_changes_both_networks(images: torch.Tensor, tmp_path: Path, mo
 def test_same_seed_same_weights(images: torch.Tensor, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
     cfg = tiny(steps=3)
-    a, b = (train(cfg, images, torch.device("cpu"))[0].state_dict() for _ in range(2))
+    a, b = (train(cfg, images).g.state_dict() for _ in range(2))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    c = train(dataclasses.replace(cfg, seed=1), images, torch.device("cpu"))[0].state_dict()
+    c = train(dataclasses.replace(cfg, seed=1), images).g.state_dict()
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
@@ -114,7 +125,9 @@ def test_stage_run_writes_all_outputs(tmp_path: Path, monkeypatch) -> None:
     npz, clf = write_fixtures(tmp_path)
     names = ["model.pt", "metrics.json", "loss.csv", "samples.png", "walk.png"]
     out = [tmp_path / "out" / n for n in names]
-    metrics = run(tiny(steps=3, checkpoint_every=2), config.Runtime(device="cpu"), npz, clf, *out)
+    cfg = tiny(steps=3)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=2))
+    metrics = run(cfg, config.Runtime(device="cpu"), npz, clf, *out)
     assert all(p.exists() for p in out)
     assert utils.read_json(out[1]) == metrics
     for key in ("svm_dcgan_accuracy", "svm_random_d_accuracy", "svm_raw_pixels_accuracy", "parzen_ll", "fid"):

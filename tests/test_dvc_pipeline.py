@@ -156,9 +156,9 @@ TINY: dict[str, dict[str, Any]] = {
     "image_features": {"image_size": 64, "max_side": 64, "batch_size": 16, "num_shards": 2},
     "tag_embeddings": {"dim": 8, "window": 5, "epochs": 5},
     "tag_cgan": {
-        preset: {"noise_dim": 4, "g_noise_hidden": 8, "g_cond_hidden": 8, "d_tag_hidden": 8, "d_cond_hidden": 8,
-                 "d_maxout_units": 8, "d_maxout_pieces": 2, "batch_size": 8, "steps": 6, "log_every": 2,
-                 "checkpoint_every": 3}
+        preset: {"model": {"noise_dim": 4, "g_noise_hidden": 8, "g_cond_hidden": 8, "d_tag_hidden": 8,
+                           "d_cond_hidden": 8, "d_maxout_units": 8, "d_maxout_pieces": 2},
+                 "train": {"batch_size": 8, "steps": 6, "log_every": 2, "checkpoint_every": 3}}
         for preset in ("paper", "strong")
     },
     "tag_eval": {"samples": 4, "neighbors": 3, "top_k": 5, "tuned_neighbors": [1, 3], "knn_k": [1, 3],
@@ -237,7 +237,7 @@ def check_pipeline(repo: Path, remote: Path) -> None:
     assert changed_stages(repo) == set()
 
     # A param change re-runs only the stages that read it.
-    set_params(repo, {"mnist_classifier": {"hidden": 12}, "tag_cgan": {"strong": {"steps": 7}}})
+    set_params(repo, {"mnist_classifier": {"hidden": 12}, "tag_cgan": {"strong": {"train": {"steps": 7}}}})
     assert changed_stages(repo) == {"mnist_classifier", "tag_cgan@strong"}
     set_params(repo, {"runtime": {"workers": 1}})  # only stages that declare runtime may re-run
     readers = {s for s in reproduced if {"runtime", "runtime.workers"} & set(all_stages[s].get("params", []))}

@@ -10,30 +10,37 @@ import pytest
 import torch
 from test_mnist_classifier import fake_mnist  # tests/ is on sys.path
 
-from pipeline.mnist_cgan import (
-    Params,
-    generate,
-    load_generator,
-    mode_seeking_loss,
-    run,
-    schedule,
-    train,
-)
-from tagan import config, training, utils
+from pipeline.mnist_cgan import Params, run
+from tagan import config, gan, training, utils
+from tagan.mnist_gan import MnistCGANTask, generate, load_generator, mode_seeking_loss
 from tagan.models.mnist import ClassifierConfig, MnistClassifier
 from tagan.models.mnist_cgan import Maxout, ModelConfig, build, sample_noise
 
-PAPER = dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform", dropout=0.5, spectral_norm=False,
-             optimizer="sgd", lr=0.1, lr_decay=1.00004, momentum=0.5, momentum_final=0.7,
-             momentum_ramp_steps=100, batch_size=100)  # fmt: skip
+PAPER = {
+    "model": dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform", dropout=0.5, spectral_norm=False),
+    "optim": dict(optimizer="sgd", lr=0.1, lr_decay=1.00004, momentum=0.5, momentum_final=0.7,
+                  momentum_ramp_steps=100, max_norm=1.9365),
+    "train": dict(batch_size=16),
+}  # fmt: skip
 
 
-def tiny(**kw: object) -> Params:
-    """A config that trains in well under a second."""
-    base = dict(g_width=8, d_width=8, batch_size=16, steps=2, eval_samples=40, select_samples=20,
-                select_val_images=16, checkpoint_every=0, log_every=1, sigma_grid=[0.1, 0.2, 0.4])  # fmt: skip
-    base.update(kw)
+def tiny(**sections: dict) -> Params:
+    """A config that trains in well under a second; `sections` update model / optim / train / top-level keys."""
+    base: dict = {"model": dict(g_width=8, d_width=8), "optim": {},
+                  "train": dict(batch_size=16, steps=2, checkpoint_every=0, log_every=1),
+                  "eval_samples": 40, "select_samples": 20, "select_val_images": 16, "sigma_grid": [0.1, 0.2, 0.4]}  # fmt: skip
+    for key, value in sections.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) else value
     return config.from_dict(Params, base, "mnist_cgan.test")
+
+
+def fit(cfg: Params, data: tuple[torch.Tensor, torch.Tensor]) -> gan.FitResult:
+    """The stage's training on tensors: build with the stage's seed, then the trainer."""
+    task = MnistCGANTask(*data, cfg.model, cfg.train.mode_seeking)
+    utils.seed_everything(cfg.seed)
+    g, d = build(cfg.model)
+    return gan.fit(task, g, d, cfg.train, cfg.optim, name="test", config_dict=config.to_dict(cfg),
+                   seed=cfg.seed, noise_seed=cfg.seed + 1)  # fmt: skip
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -48,7 +55,7 @@ def test_shapes(arch: str, disc: str) -> None:
 
 
 def test_paper_architecture_sizes() -> None:
-    g, d = build(Params(**PAPER).model_config())
+    g, d = build(tiny(**PAPER).model)
     assert [m.out_features for m in g.modules() if isinstance(m, torch.nn.Linear)] == [200, 1000, 1200, 784]
     maxouts = [(m.units, m.pieces) for m in d.modules() if isinstance(m, Maxout)]
     assert maxouts == [(240, 5), (50, 5), (240, 4)]
@@ -79,11 +86,12 @@ def test_projection_discriminator_is_psi_plus_embedding_dot_phi() -> None:
 
 
 def test_paper_schedule() -> None:
-    cfg = Params(**PAPER)
-    assert schedule(cfg, 0) == (0.1, 0.5)
-    lr, momentum = schedule(cfg, 50)
-    assert lr == pytest.approx(0.1 / 1.00004**50) and momentum == pytest.approx(0.6)
-    assert schedule(cfg, 10**6) == (pytest.approx(1e-6), pytest.approx(0.7))  # floor and saturation
+    optim = tiny(**PAPER).optim
+    assert gan.learning_rates(optim, 0) == (0.1, 0.1) and gan.momentum_at(optim, 0) == 0.5
+    lr, _ = gan.learning_rates(optim, 50)
+    assert lr == pytest.approx(0.1 / 1.00004**50) and gan.momentum_at(optim, 50) == pytest.approx(0.6)
+    assert gan.learning_rates(optim, 10**6)[0] == pytest.approx(1e-6)  # floor ...
+    assert gan.momentum_at(optim, 10**6) == pytest.approx(0.7)  # ... and saturation
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +105,14 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("preset", ["paper", "strong"])
 def test_one_step_changes_both_networks(preset: str, data, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
-    cfg = tiny(steps=1, **(PAPER | {"batch_size": 16} if preset == "paper" else {}))
+    cfg = tiny(**PAPER) if preset == "paper" else tiny()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1))
     utils.seed_everything(cfg.seed)
-    g0, d0 = build(cfg.model_config())
-    g, d, rows, _ = train(cfg, *data, torch.device("cpu"))
+    g0, d0 = build(cfg.model)
+    out = fit(cfg, data)
+    rows = out.rows
     assert len(rows) == 1 and math.isfinite(rows[0]["d_loss"]) and math.isfinite(rows[0]["g_loss"])
-    for before, after in ((g0, g), (d0, d)):
+    for before, after in ((g0, out.g), (d0, out.d)):
         changed = [
             not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values())
         ]
@@ -111,28 +121,27 @@ def test_one_step_changes_both_networks(preset: str, data, tmp_path: Path, monke
 
 def test_same_seed_same_generator(data, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
-    cfg = tiny(steps=3, ema_decay=0.9)
-    runs = [train(cfg, *data, torch.device("cpu"))[0] for _ in range(2)]
+    cfg = tiny(train={"steps": 3, "ema_decay": 0.9})
+    runs = [fit(cfg, data).g for _ in range(2)]
     labels = torch.arange(10)
     torch.testing.assert_close(
-        generate(runs[0], cfg.model_config(), labels, 5),
-        generate(runs[1], cfg.model_config(), labels, 5),
-        rtol=0,
-        atol=0,
+        generate(runs[0], cfg.model, labels, 5), generate(runs[1], cfg.model, labels, 5), rtol=0, atol=0
     )
-    other = train(dataclasses.replace(cfg, seed=1), *data, torch.device("cpu"))[0]
-    assert not torch.equal(
-        generate(other, cfg.model_config(), labels, 5), generate(runs[0], cfg.model_config(), labels, 5)
-    )
+    other = fit(dataclasses.replace(cfg, seed=1), data).g
+    assert not torch.equal(generate(other, cfg.model, labels, 5), generate(runs[0], cfg.model, labels, 5))
 
 
 def test_bad_params_name_the_key() -> None:
-    with pytest.raises(config.ParamsError, match="discriminator"):
-        tiny(discriminator="dot")
-    with pytest.raises(config.ParamsError, match="eval_samples"):
+    with pytest.raises(config.ParamsError, match=r"^mnist_cgan.test.model.discriminator: must be one of"):
+        tiny(model={"discriminator": "dot"})
+    with pytest.raises(config.ParamsError, match=r"^mnist_cgan.test.eval_samples"):
         tiny(eval_samples=15)
-    with pytest.raises(config.ParamsError, match="lr_decay"):
-        tiny(lr_decay=0.5)
+    with pytest.raises(config.ParamsError, match=r"^mnist_cgan.test.optim.lr_decay"):
+        tiny(optim={"lr_decay": 0.5})
+    with pytest.raises(config.ParamsError, match=r"^mnist_cgan.test.train.steps"):
+        tiny(train={"steps": 0})
+    with pytest.raises(config.ParamsError, match=r"^mnist_cgan.test.model.sample_scale"):
+        tiny(model={"sample_scale": 0.5})  # chosen on validation from sample_scales
 
 
 def write_fixtures(root: Path) -> tuple[Path, Path]:
@@ -151,10 +160,9 @@ def write_fixtures(root: Path) -> tuple[Path, Path]:
 def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")
     npz, clf = write_fixtures(tmp_path)
-    extra = (
-        PAPER | {"batch_size": 16} if preset == "paper" else {"ema_decay": 0.5, "sample_scales": [0.5, 1.0]}
-    )
-    cfg = tiny(steps=4, select_every=2, checkpoint_every=2, **extra)
+    base = tiny(**PAPER) if preset == "paper" else tiny(train={"ema_decay": 0.5}, sample_scales=[0.5, 1.0])
+    train = dataclasses.replace(base.train, steps=4, select_every=2, checkpoint_every=2)
+    cfg = dataclasses.replace(base, train=train)
     out = {
         k: tmp_path / "out" / f"{k}.{ext}"
         for k, ext in [("model", "pt"), ("metrics", "json"), ("plot", "csv"), ("png", "png")]
@@ -168,12 +176,13 @@ def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) 
         metrics
     )
     assert metrics["selected_step"] in (2, 4)
-    assert out["plot"].read_text().splitlines()[0].startswith("step,d_loss,g_loss")
+    assert out["plot"].read_text().splitlines()[0] == "step,d_loss,g_loss,d_real,d_fake,lr"
+    assert utils.load_checkpoint(out["model"])["config"]["params"] == config.to_dict(cfg)
     from PIL import Image
 
     assert Image.open(out["png"]).size == (10 * 30 + 2, 10 * 30 + 2)  # one row per digit, 10 columns
     g, mcfg = load_generator(out["model"])
-    assert mcfg.arch == cfg.arch and generate(g, mcfg, torch.arange(3), 0).shape == (3, 28, 28)
+    assert mcfg.arch == cfg.model.arch and generate(g, mcfg, torch.arange(3), 0).shape == (3, 28, 28)
     # the noise spread chosen on validation travels in the checkpoint
     assert mcfg.sample_scale == metrics["sample_scale"] in cfg.sample_scales
     if preset == "strong":
@@ -196,17 +205,6 @@ def test_missing_classifier_is_a_user_error(tmp_path: Path) -> None:
         )
 
 
-def test_max_norm_caps_every_unit() -> None:
-    from pipeline.mnist_cgan import apply_max_norm
-
-    torch.manual_seed(0)
-    g, d = build(Params(**PAPER).model_config())
-    apply_max_norm(d, 1.9365)
-    for m in d.modules():
-        if isinstance(m, torch.nn.Linear):
-            assert m.weight.norm(dim=1).max() <= 1.9365 + 1e-5
-
-
 def test_sample_scale_shrinks_noise_around_its_mean() -> None:
     for noise, mean in (("normal", 0.0), ("uniform", 0.5)):
         cfg = ModelConfig(noise=noise, z_dim=4000)
@@ -226,20 +224,17 @@ def test_mode_seeking_term_rewards_distinct_images_for_distinct_noise() -> None:
 def test_mode_seeking_step_uses_label_pairs(data, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
     seen: list[torch.Tensor] = []
-    cfg = tiny(steps=1, mode_seeking=1.0)
-    real_build = build
-
-    def spy_build(mcfg: ModelConfig):
-        g, d = real_build(mcfg)
-        g.register_forward_pre_hook(lambda _m, args: seen.append(args[1].clone()))
-        return g, d
-
-    monkeypatch.setattr("pipeline.mnist_cgan.build", spy_build)
-    _, _, rows, _ = train(cfg, *data, torch.device("cpu"))
+    cfg = tiny(train={"steps": 1, "mode_seeking": 1.0})
+    task = MnistCGANTask(*data, cfg.model, cfg.train.mode_seeking)
+    g, d = build(cfg.model)
+    g.register_forward_pre_hook(lambda _m, args: seen.append(args[1].clone()))
+    rows = gan.fit(task, g, d, cfg.train, cfg.optim, name="t", config_dict={}, seed=0).rows
     y = seen[0]
-    assert len(y) == cfg.batch_size and torch.equal(y[:8], y[8:])  # second half repeats the first's labels
+    assert len(y) == cfg.train.batch_size and torch.equal(
+        y[:8], y[8:]
+    )  # second half repeats the first's labels
     assert math.isfinite(rows[0]["g_loss"])
-    with pytest.raises(config.ParamsError, match="mode_seeking"):
-        tiny(mode_seeking=-1.0)
+    with pytest.raises(config.ParamsError, match="train.mode_seeking"):
+        tiny(train={"mode_seeking": -1.0})
     with pytest.raises(config.ParamsError, match="sample_scales"):
         tiny(sample_scales=[])

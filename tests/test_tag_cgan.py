@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.tag_cgan import Params, run, val_p_at_5
+from pipeline.tag_cgan import Params, run
 from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
 from tagan.config import ParamsError, Runtime, from_dict
-from tagan.models.tag_cgan import Maxout, TagCGANConfig, build, load_generator, sample
+from tagan.models.tag_cgan import DataSizes, Maxout, TagCGANConfig, build, load_generator, sample
+from tagan.tag_gan import val_p_at_5
 from tagan.tagging import TagIndex, read_tag_data
 from tagan.utils import load_checkpoint
-from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data
+from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data, tiny_tag_cgan_params
 
 TINY = TINY_TAG_CGAN
 
@@ -22,10 +23,8 @@ TINY = TINY_TAG_CGAN
 @pytest.mark.parametrize("discriminator", ["concat", "projection"])
 @pytest.mark.parametrize("output", ["linear", "vocab"])
 def test_shapes(discriminator, output):
-    cfg = TagCGANConfig(
-        feature_dim=10, tag_dim=5, vocab_size=7, output=output, discriminator=discriminator, **TINY
-    )
-    g, d = build(cfg)
+    cfg = TagCGANConfig(output=output, discriminator=discriminator, **TINY)
+    g, d = build(cfg, DataSizes(feature_dim=10, tag_dim=5, vocab_size=7))
     x, z = torch.randn(3, 10), torch.randn(3, 4)
     t = g(z, x)
     assert t.shape == (3, 5)
@@ -35,8 +34,8 @@ def test_shapes(discriminator, output):
 
 
 def test_vocab_head_mixes_vocabulary_vectors():
-    cfg = TagCGANConfig(feature_dim=10, tag_dim=3, vocab_size=3, output="vocab", temperature=0.01, **TINY)
-    g, _ = build(cfg)
+    cfg = TagCGANConfig(output="vocab", temperature=0.01, **TINY)
+    g, _ = build(cfg, DataSizes(feature_dim=10, tag_dim=3, vocab_size=3))
     g.vocab_vectors.copy_(torch.eye(3))
     out = g.eval()(torch.randn(50, 4), torch.randn(50, 10))
     assert torch.allclose(out.sum(1), torch.ones(50), atol=1e-4)  # convex mixture of one-hot rows
@@ -53,17 +52,21 @@ def test_maxout_takes_max_over_pieces():
 
 
 def test_sample_is_deterministic_in_seed():
-    g, _ = build(TagCGANConfig(feature_dim=10, tag_dim=5, **TINY))
+    g, _ = build(TagCGANConfig(**TINY), DataSizes(feature_dim=10, tag_dim=5))
     x = torch.randn(4, 10)
     a, b, c = sample(g.eval(), x, 6, seed=1), sample(g, x, 6, seed=1), sample(g, x, 6, seed=2)
     assert a.shape == (4, 6, 5) and torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_params_reject_bad_values():
-    with pytest.raises(ParamsError, match="tag_cgan.paper.aux_weight"):
-        from_dict(Params, {"aux_weight": 1.0}, "tag_cgan.paper")
-    with pytest.raises(ParamsError, match="tag_cgan.paper.loss"):
-        from_dict(Params, {"loss": "wasserstein"}, "tag_cgan.paper")
+    with pytest.raises(ParamsError, match=r"^tag_cgan.paper.train.aux_weight: needs model.output: vocab"):
+        from_dict(Params, {"train": {"aux_weight": 1.0}}, "tag_cgan.paper")
+    with pytest.raises(ParamsError, match=r"^tag_cgan.paper.train.loss"):
+        from_dict(Params, {"train": {"loss": "wasserstein"}}, "tag_cgan.paper")
+    with pytest.raises(ParamsError, match=r"^tag_cgan.paper.model.noise_dim: must be > 0"):
+        from_dict(Params, {"model": {"noise_dim": 0}}, "tag_cgan.paper")
+    with pytest.raises(ParamsError, match=r"^tag_cgan.paper.model.feature_dim: unknown key"):
+        from_dict(Params, {"model": {"feature_dim": 1280}}, "tag_cgan.paper")  # comes from the data
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +77,8 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     return {**paths, "emb": root / "emb", "root": root}
 
 
-def tiny_run(tiny_data, name: str, tmp: Path, **kw) -> dict:
-    cfg = Params(**{**TINY, "steps": 6, "batch_size": 8, "log_every": 2, "checkpoint_every": 0, **kw})
+def tiny_run(tiny_data, name: str, tmp: Path, **sections) -> dict:
+    cfg = from_dict(Params, tiny_tag_cgan_params(**sections), "tag_cgan.test")
     return run(
         cfg,
         Runtime(num_threads=1),
@@ -95,7 +98,7 @@ def test_tiny_run_writes_checkpoint_with_config(tiny_data, tmp_path, monkeypatch
     assert m["steps"] == 6
     ckpt = load_checkpoint(tmp_path / "paper.pt")
     g = load_generator(ckpt)
-    assert g.cfg.tag_dim == 8 and ckpt["config"]["preset"] == "paper" and len(ckpt["config"]["vocab"]) == 12
+    assert g.sizes.tag_dim == 8 and ckpt["config"]["preset"] == "paper" and len(ckpt["config"]["vocab"]) == 12
     assert (tmp_path / "paper.csv").read_text().startswith("step,d_loss,g_loss")
     # val_sample_hit: share of the saved G's val samples (20 per image, seed 1) whose nearest word is a true tag
     data, index = (
@@ -112,14 +115,9 @@ def test_tiny_run_writes_checkpoint_with_config(tiny_data, tmp_path, monkeypatch
 def test_seed_determinism_and_strong_options(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
     kw = dict(
-        output="vocab",
-        aux_weight=1.0,
-        discriminator="projection",
-        loss="hinge",
-        optimizer="adam",
-        lr_g=1e-3,
-        lr_d=1e-3,
-        mismatch=0.5,
+        model={"output": "vocab", "discriminator": "projection"},
+        optim={"optimizer": "adam", "lr": 1e-3, "lr_d": 1e-3},
+        train={"aux_weight": 1.0, "loss": "hinge", "mismatch": 0.5},
     )
     tiny_run(tiny_data, "a", tmp_path, **kw)
     tiny_run(tiny_data, "b", tmp_path, **kw)
@@ -131,11 +129,13 @@ def test_seed_determinism_and_strong_options(tiny_data, tmp_path, monkeypatch):
 
 def test_model_selection_keeps_the_best_val_step(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
-    kw = dict(output="vocab", aux_weight=1.0, optimizer="adam", lr_g=1e-2, lr_d=1e-3, select_samples=5)
-    m = tiny_run(tiny_data, "sel", tmp_path, select_every=2, **kw)
+    kw = dict(
+        model={"output": "vocab"}, optim={"optimizer": "adam", "lr": 1e-2, "lr_d": 1e-3}, select_samples=5
+    )
+    m = tiny_run(tiny_data, "sel", tmp_path, train={"aux_weight": 1.0, "select_every": 2}, **kw)
     assert m["selected_step"] in (2, 4, 6) and 0.0 <= m["selected_val_p_at_5"] <= 1.0
     g = load_generator(load_checkpoint(tmp_path / "sel.pt"))
     assert val_p_at_5(g, read_tag_data(*(tiny_data[k] for k in ("items", "vocab", "features"))),
                       TagIndex.load(tiny_data["emb"]), 5) == pytest.approx(m["selected_val_p_at_5"])  # fmt: skip
-    plain = tiny_run(tiny_data, "last", tmp_path, **kw)
+    plain = tiny_run(tiny_data, "last", tmp_path, train={"aux_weight": 1.0}, **kw)
     assert plain["selected_step"] == 6

@@ -13,11 +13,11 @@ from pipeline.tag_eval import Params, run
 from tagan import metrics
 from tagan.baselines import class_to_tag_matrix
 from tagan.bundle import Bundle
-from tagan.config import Runtime
+from tagan.config import Runtime, from_dict
 from tagan.tagger import Tagger
 from tagan.tagging import read_tag_data
 from tagan.utils import UserError, read_json
-from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data
+from tests.tag_fixtures import make_tag_data, tiny_tag_cgan_params
 
 
 def test_precision_recall_f1_at_k_known_answers():
@@ -63,26 +63,17 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
     monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
     paths = make_tag_data(tmp_path / "data")
     embed(EmbParams(dim=8, epochs=5), Runtime(), paths["items"], paths["vocab"], tmp_path / "emb")
-    tiny = dict(
-        **TINY_TAG_CGAN,
-        steps=10,
-        batch_size=8,
-        checkpoint_every=0,
-        log_every=5,
-    )
-    for preset, extra in {
-        "paper": {},
-        "strong": {
-            "output": "vocab",
-            "aux_weight": 1.0,
-            "optimizer": "adam",
-            "lr_g": 1e-2,
-            "lr_d": 1e-3,
-            "steps": 60,
-        },
+    train = {"steps": 10, "log_every": 5}
+    for preset, section in {
+        "paper": tiny_tag_cgan_params(train=train),
+        "strong": tiny_tag_cgan_params(
+            model={"output": "vocab"},
+            optim={"optimizer": "adam", "lr": 1e-2, "lr_d": 1e-3},
+            train={**train, "aux_weight": 1.0, "steps": 60},
+        ),
     }.items():
         train_cgan(
-            CGANParams(**{**tiny, **extra}),
+            from_dict(CGANParams, section, f"tag_cgan.{preset}"),
             Runtime(num_threads=1),
             preset,
             paths["items"],

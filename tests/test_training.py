@@ -1,9 +1,10 @@
-"""Resumable, deterministic and distributed training plumbing (tagan.training)."""
+"""Resumable, deterministic and distributed training plumbing (tagan.training), in process and in real
+killed / resumed / torchrun subprocesses (tests/toy_gan.py and the mnist_cgan stage)."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,35 +20,44 @@ from tagan.utils import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "tests" / "toy_gan.py"
+HOOKS = ROOT / "tests" / "crash_hooks.py"
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TAGAN_RESUME_DIR": ".resume"}
+def _env(**hooks: int) -> dict[str, str]:
+    """The children's environment; `hooks` set tests/crash_hooks.py's crash points (pause_after_save=N...)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TAGAN_RESUME_DIR": ".resume"}
+    for key in ("PAUSE_AFTER_SAVE", "EXIT_AFTER_SAVE", "KILL_IN_SAVE"):
+        env.pop(f"TAGAN_TEST_{key}", None)
+    env.update({f"TAGAN_TEST_{k.upper()}": str(v) for k, v in hooks.items()})
+    return env
 
 
-def _toy(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(TOY), *args]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-2000:]
+def _toy(cwd: Path, *args: str, ok: bool = True, **hooks: int) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, str(TOY), *args],
+        cwd=cwd,
+        env=_env(**hooks),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
     return proc
 
 
-def _digests(stdout: str) -> dict[int, str]:
-    return {int(r): d for r, d in re.findall(r"rank (\d+) digest (\S+ \S+)", stdout)}
+def _result(cwd: Path, rank: int = 0) -> dict:
+    return json.loads((cwd / f"result_rank{rank}.json").read_text())
 
 
-def _popen_until(tmp_path: Path, line: str, *args: str) -> subprocess.Popen[str]:
-    """Start the toy run and return once it printed `line` (it is still running)."""
-    proc = subprocess.Popen(
-        [sys.executable, str(TOY), *args], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    for out in proc.stdout:
-        if out.strip() == line:
-            return proc
-    raise AssertionError(f"toy run ended (rc {proc.wait()}) before printing {line!r}")
+def _kill_when_paused(proc: subprocess.Popen[str], cwd: Path, step: int, timeout: float = 300) -> None:
+    """Wait until the child blocks after its save of `step` (it wrote paused-<step>), then SIGKILL it."""
+    marker, deadline = cwd / f"paused-{step}", time.monotonic() + timeout
+    while not marker.exists():  # the child stays blocked once it is there: no race with the kill
+        assert proc.poll() is None, f"child ended (rc {proc.returncode}) before pausing at step {step}"
+        assert time.monotonic() < deadline, f"child did not reach step {step} in {timeout}s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
 # --- deterministic batches -------------------------------------------------------------------
@@ -166,65 +176,60 @@ def test_write_json_writes_standard_json_with_null_for_nan(tmp_path: Path) -> No
     assert json.loads(text) == {"p": None, "q": 0.5, "r": [None, 1], "s": 3}
 
 
-# --- real processes: SIGKILL and torchrun ----------------------------------------------------
+# --- real processes: SIGKILL, a kill inside a save, torchrun ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def straight_toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The toy run that never stopped (30 steps, a resume file every 5): the reference result."""
+    cwd = tmp_path_factory.mktemp("straight")
+    _toy(cwd, "--steps", "30", "--every", "5")
+    return _result(cwd)
 
 
 @pytest.mark.slow
-def test_sigkill_mid_training_then_restart_is_bit_identical(tmp_path: Path) -> None:
-    """Kill -9 between checkpoints, start again: same weights as a run that never stopped."""
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    straight.mkdir()
-    killed.mkdir()
-    reference = subprocess.Popen(
-        [sys.executable, str(TOY), "--steps", "30", "--every", "5"], cwd=straight, env=_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+def test_sigkill_mid_training_then_restart_is_bit_identical(tmp_path: Path, straight_toy: dict) -> None:
+    """Killed -9 at a known step after its save of step 10, then started again: same weights, EMA, selected
+    model and loss rows as a run that never stopped."""
+    proc = subprocess.Popen(
+        [sys.executable, str(TOY), "--steps", "30", "--every", "5"], cwd=tmp_path, env=_env(pause_after_save=10),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
-    proc = _popen_until(killed, "rank 0 done 13", "--steps", "30", "--every", "5", "--sleep", "0.1")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    (resume,) = (killed / ".resume").iterdir()  # one complete file, no temp leftovers
-    assert torch.load(resume, weights_only=True)["step"] in (10, 15)  # last save before the kill
-    assert not (killed / "out").exists()
+    _kill_when_paused(proc, tmp_path, 10)
+    (resume,) = (tmp_path / ".resume").iterdir()  # one complete file, no temp leftovers
+    assert torch.load(resume, weights_only=True)["step"] == 10
+    assert not (tmp_path / "out").exists() and not (tmp_path / "result_rank0.json").exists()
 
-    expected = _digests(reference.communicate(timeout=120)[0])[0]
-    resumed = _toy(killed, "--steps", "30", "--every", "5")
-    assert "resumed from" in resumed.stderr
-    assert "rank 0 done 1\n" not in resumed.stdout  # finished steps were not redone
-    assert _digests(resumed.stdout)[0] == expected
+    resumed = _toy(tmp_path, "--steps", "30", "--every", "5")
+    assert "at step 10" in resumed.stderr  # resumed there, finished steps were not redone
+    assert _result(tmp_path) == straight_toy
     assert not resume.exists()  # finish() removed the resume file
-    saved = torch.load(killed / "out" / "model.pt", weights_only=True)
-    for a, b in zip(
-        saved["state_dict"]["g"].values(),
-        torch.load(straight / "out" / "model.pt")["state_dict"]["g"].values(),
-    ):
-        assert torch.equal(a, b)
 
 
 @pytest.mark.slow
-def test_sigkill_while_writing_a_checkpoint_never_leaves_a_partial_file(tmp_path: Path) -> None:
-    """kill -9 the moment a save's temp file appears: the resume file still loads, the restart cleans up."""
-    args = ("--steps", "1000", "--every", "1", "--width", "20000")
-    proc = _popen_until(tmp_path, "rank 0 done 2", *args)  # saves of steps 1 and 2 completed
+def test_sigkill_inside_a_checkpoint_save_never_leaves_a_partial_file(
+    tmp_path: Path, straight_toy: dict
+) -> None:
+    """SIGKILL between writing the save of step 10 and its rename: step 5's file stays whole and loads,
+    the restart drops the dead save's temp file and ends bit-identical."""
+    killed = _toy(tmp_path, "--steps", "30", "--every", "5", ok=False, kill_in_save=10)
+    assert killed.returncode == -signal.SIGKILL
     resume = tmp_path / ".resume"
-    deadline = time.monotonic() + 60
-    while not list(resume.glob(".*.tmp")):  # a save of a later step is under way
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
     (final,) = resume.glob("*.pt")
     (partial,) = resume.glob(".*.tmp")
+    assert partial.stat().st_size > 0  # the temp file was written in full, only the rename was missing
     state = torch.load(final, weights_only=True)  # the previous complete save, untouched
-    assert state["step"] >= 2 and set(state["objects"]) == {"g", "d", "opt_g", "opt_d", "sched_g"}
+    assert state["step"] == 5 and set(state["objects"]) == {"g", "d", "opt_g", "opt_d", "ema"}
+    assert torch.load(partial, weights_only=True)["step"] == 10  # the dead save itself was complete
 
-    resumed = _toy(tmp_path, *args, "--crash-at", str(state["step"] + 1), check=False)
-    assert f"at step {state['step']}" in resumed.stderr
+    resumed = _toy(tmp_path, "--steps", "30", "--every", "5")
+    assert "at step 5" in resumed.stderr
     assert not partial.exists()  # the restart dropped the dead save's temp file
-    assert torch.load(final, weights_only=True)["step"] == state["step"] + 1
+    assert _result(tmp_path) == straight_toy
 
 
-def _torchrun(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+def _torchrun(cwd: Path, *args: str, ok: bool = True, **hooks: int) -> subprocess.CompletedProcess[str]:
+    """A 2-rank gloo job on CPU (one at a time: two jobs would put 4 ranks on the machine's 2 cores)."""
     cmd = [
         sys.executable,
         "-m",
@@ -235,16 +240,10 @@ def _torchrun(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         str(TOY),
         *args,
     ]
-    env = {**_env(), "TOY_RESUME_DIR_PER_RANK": "1"}
-    return subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def _finish(proc: subprocess.Popen[str], ok: bool = True) -> tuple[str, str]:
-    stdout, stderr = proc.communicate(timeout=180)
-    assert (proc.returncode == 0) == ok, stderr[-3000:]
-    return stdout, stderr
+    env = {**_env(**hooks), "TOY_RESUME_DIR_PER_RANK": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
+    return proc
 
 
 @pytest.mark.slow
@@ -253,63 +252,73 @@ def test_torchrun_two_ranks_stay_in_sync_resume_and_only_rank0_writes(tmp_path: 
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     straight.mkdir()
     crashed.mkdir()
-    straight_run = _torchrun(straight, "--steps", "16", "--every", "4")
-    crashed_run = _torchrun(crashed, "--steps", "16", "--every", "4", "--crash-at", "10")
-    digests = _digests(_finish(straight_run)[0])
-    _finish(crashed_run, ok=False)
-    assert set(digests) == {0, 1} and digests[0] == digests[1]  # DDP kept the ranks in sync
+    args = ("--steps", "16", "--every", "4")
+    _torchrun(straight, *args)
+    reference = [_result(straight, r) for r in (0, 1)]
+    assert reference[0] == reference[1]  # DDP kept the ranks in sync (each rank wrote its own file)
     assert (straight / "out" / "model.pt").exists()
+
+    _torchrun(crashed, *args, ok=False, exit_after_save=8)  # every rank exits right after the save of step 8
     assert [p.name for p in (crashed / "resume_rank0").iterdir()]  # rank 0 wrote the resume file
     assert not (crashed / "resume_rank1").exists()  # rank 1 wrote nothing
     assert not (crashed / "out").exists()
 
     # Rank 1's resume dir is empty: it gets rank 0's state by broadcast (no shared disk needed).
-    stdout, stderr = _finish(_torchrun(crashed, "--steps", "16", "--every", "4"))
-    assert stderr.count("resumed from") == 2
-    assert _digests(stdout) == digests
+    proc = _torchrun(crashed, *args)
+    assert proc.stderr.count("resumed from") == 2 and "at step 8" in proc.stderr
+    assert [_result(crashed, r) for r in (0, 1)] == reference
     assert not (crashed / "resume_rank1").exists()
 
 
 @pytest.mark.slow
 def test_real_mnist_cgan_stage_killed_and_restarted_ends_bit_identical(tmp_path: Path) -> None:
-    """The real `python -m pipeline.mnist_cgan` on a tiny config: kill -9 after its first resume save."""
+    """The real `python -m pipeline.mnist_cgan` on a tiny config (EMA, model selection, max-norm), killed -9
+    after its save of step 30 (past a selection): same checkpoint, loss rows and metrics as a straight run."""
     import yaml
     from test_mnist_cgan import write_fixtures  # tests/ is on sys.path
 
     npz, clf = write_fixtures(tmp_path)
-    tiny = dict(g_width=8, d_width=8, batch_size=16, steps=60, eval_samples=40, select_every=0, select_samples=20,
-                select_val_images=16, checkpoint_every=10, log_every=5, ema_decay=0.5, sigma_grid=[0.1, 0.2])  # fmt: skip
-    procs = {}
+    tiny = {
+        "model": {"g_width": 8, "d_width": 8},
+        "optim": {"max_norm": 5.0},
+        "train": {"batch_size": 16, "steps": 60, "select_every": 20, "checkpoint_every": 10, "log_every": 5,
+                  "ema_decay": 0.5},
+        "eval_samples": 40, "select_samples": 20, "select_val_images": 16, "sigma_grid": [0.1, 0.2],
+    }  # fmt: skip
+    args = ["pipeline.mnist_cgan", "--preset", "strong", "--data", str(npz), "--classifier", str(clf),
+            "--model", "model.pt", "--metrics", "m.json", "--plot", "loss.csv", "--samples", "grid.png"]  # fmt: skip
     for name in ("straight", "killed"):
-        run_dir = tmp_path / name
-        run_dir.mkdir()
+        (tmp_path / name).mkdir()
         params = {"runtime": {"device": "cpu", "num_threads": 1}, "mnist_cgan": {"strong": tiny}}
-        (run_dir / "params.yaml").write_text(yaml.safe_dump(params))
-        cmd = [sys.executable, "-m", "pipeline.mnist_cgan", "--preset", "strong", "--data", str(npz),
-               "--classifier", str(clf), "--model", "model.pt", "--metrics", "m.json", "--plot", "loss.csv",
-               "--samples", "grid.png"]  # fmt: skip
-        procs[name] = (cmd, subprocess.Popen(cmd, cwd=run_dir, env=_env(), stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE, text=True))  # fmt: skip
-    cmd, killed = procs["killed"]
-    resume = tmp_path / "killed" / ".resume"
-    deadline = time.monotonic() + 120
-    while not list(resume.glob("*.pt")):  # the first periodic save landed (atomically: only whole files)
-        assert killed.poll() is None and time.monotonic() < deadline, "stage ended before its first save"
-        time.sleep(0.002)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(timeout=30)
-    (saved,) = resume.glob("*.pt")
-    step = torch.load(saved, weights_only=True)["step"]
-    assert 10 <= step < 60 and not (tmp_path / "killed" / "model.pt").exists()
+        (tmp_path / name / "params.yaml").write_text(yaml.safe_dump(params))
 
-    _, straight = procs["straight"]
-    assert straight.wait(timeout=300) == 0, straight.stderr.read()[-2000:]  # type: ignore[union-attr]
-    again = subprocess.run(
-        cmd, cwd=tmp_path / "killed", env=_env(), capture_output=True, text=True, timeout=300
-    )
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "resumed from" in again.stderr
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["state_dict"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not list(resume.glob("*.pt"))  # finished: resume file removed
+    def stage(name: str, **hooks: int) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(HOOKS), *args], cwd=tmp_path / name, env=_env(**hooks),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    killed_dir = tmp_path / "killed"
+    _kill_when_paused(stage("killed", pause_after_save=30), killed_dir, 30)
+    (saved,) = (killed_dir / ".resume").glob("*.pt")
+    state = torch.load(saved, weights_only=True)
+    assert (
+        state["step"] == 30 and state["extra"]["best"]["step"] == 20
+    )  # a selection happened before the kill
+    assert not (killed_dir / "model.pt").exists()
+
+    for name in ("straight", "killed"):  # one at a time
+        proc = stage(name)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    assert "at step 30" in err
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    b = torch.load(killed_dir / "model.pt", weights_only=True)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["selected_step"] == b["selected_step"]
+    assert (tmp_path / "straight" / "loss.csv").read_text() == (killed_dir / "loss.csv").read_text()
+    timing = {"train_seconds", "steps_per_second", "eval_seconds", "eval_total_seconds"}
+    m_a, m_b = (json.loads((tmp_path / n / "m.json").read_text()) for n in ("straight", "killed"))
+    assert {k: v for k, v in m_a.items() if k not in timing} == {
+        k: v for k, v in m_b.items() if k not in timing
+    }
+    assert not list((killed_dir / ".resume").glob("*.pt"))  # finished: resume file removed

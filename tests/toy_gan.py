@@ -1,18 +1,19 @@
-"""A tiny GAN trained the way the pipeline's GAN stages train (used by test_training.py in subprocesses).
+"""A tiny conditional GAN trained by the pipeline's trainer (tagan.gan.fit), run by test_training.py in
+subprocesses (plain, killed and resumed, under torchrun).
 
-It uses the shared plumbing exactly as a stage does: seed_everything, batch_indices, Checkpointer,
-init_distributed/wrap for torchrun. Flags let a test slow it down (to SIGKILL it mid-run), stop it
-abruptly, and make its resume file big (to kill it while a checkpoint is being written).
+It uses everything a stage uses: seeds, deterministic batches, EMA, lr decay, max-norm, model
+selection, the resume file, DDP. Each rank writes its result to `result_rank<r>.json` (digests of
+G, the sampled G and D, and the loss rows), so ranks never share a stream. tests/crash_hooks.py
+stops it at a chosen save.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
+import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,10 +24,12 @@ from torch import nn
 if os.environ.get("TOY_RESUME_DIR_PER_RANK"):
     os.environ["TAGAN_RESUME_DIR"] = f"resume_rank{os.environ.get('RANK', '0')}"
 
-from tagan import training  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import crash_hooks  # noqa: E402
+
+from tagan import gan, training  # noqa: E402
 from tagan.utils import save_checkpoint, seed_everything, setup_logging  # noqa: E402
 
-log = logging.getLogger("toy_gan")
 Z_DIM, X_DIM, N_CLASSES = 8, 16, 4
 
 
@@ -39,6 +42,31 @@ def build(width: int) -> tuple[nn.Module, nn.Module]:
         nn.Linear(X_DIM + N_CLASSES, width), nn.LeakyReLU(0.2), nn.Dropout(0.3), nn.Linear(width, 1)
     )
     return g, d
+
+
+class ToyTask(gan.GANTask):
+    """x (N, X) conditioned on one-hot labels (N, C): G(z ++ c), D(x ++ c)."""
+
+    def __init__(self, x: torch.Tensor, onehot: torch.Tensor) -> None:
+        self.x, self.onehot = x, onehot
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def batch(self, idx: torch.Tensor) -> gan.Batch:
+        return gan.Batch(self.x[idx], self.onehot[idx])  # (b, X), (b, C)
+
+    def generate(self, g: nn.Module, batch: gan.Batch) -> gan.Fake:
+        assert batch.cond is not None
+        z = torch.randn(len(batch.real), Z_DIM)  # (b, Z) from the global RNG, restored on resume
+        return gan.Fake(g(torch.cat([z, batch.cond], 1)), batch.cond, z)
+
+    def discriminate(self, d: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        assert cond is not None
+        return d(torch.cat([x, cond], 1)).squeeze(1)  # (b,)
 
 
 def params_digest(module: nn.Module) -> str:
@@ -58,63 +86,55 @@ def main() -> None:
     """Train for --steps global steps, resuming from the Checkpointer's file when present."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--every", type=int, default=5)
+    ap.add_argument("--every", type=int, default=5, help="steps between resume files")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--sleep", type=float, default=0.0, help="seconds per step (to kill it mid-run)")
-    ap.add_argument("--crash-at", type=int, default=-1, help="os._exit(1) after this many steps")
+    ap.add_argument("--select-every", type=int, default=6)
     ap.add_argument("--out", type=Path, default=Path("out/model.pt"))
     args = ap.parse_args()
     setup_logging()
     torch.set_num_threads(1)
+    crash_hooks.install()
 
-    device = torch.device("cpu")
-    info = training.init_distributed(device)
+    info = training.init_distributed(torch.device("cpu"))
     seed = 7
-    seed_everything(seed)
     data_gen = torch.Generator().manual_seed(seed)
     x = torch.randn(200, X_DIM, generator=data_gen)  # (N, X)
     y = torch.randint(0, N_CLASSES, (200,), generator=data_gen)  # (N,)
-    onehot = nn.functional.one_hot(y, N_CLASSES).float()  # (N, C)
+    task = ToyTask(x, nn.functional.one_hot(y, N_CLASSES).float())
+    probe = torch.cat([torch.randn(32, Z_DIM, generator=data_gen), task.onehot[:32]], 1)  # fixed G inputs
 
+    def score(g: nn.Module) -> float:
+        """A deterministic stand-in for a validation score: how close G's outputs stay to unit spread."""
+        was_training = g.training
+        with torch.no_grad():
+            spread = g.eval()(probe).std()
+        g.train(was_training)
+        return -float((spread - 1).abs())
+
+    seed_everything(seed)
     g, d = build(args.width)
-    g, d = training.wrap(g, info), training.wrap(d, info)
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-3, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=2e-3, betas=(0.5, 0.999))
-    sched_g = torch.optim.lr_scheduler.StepLR(opt_g, step_size=10, gamma=0.9)
-    objects = {"g": g, "d": d, "opt_g": opt_g, "opt_d": opt_d, "sched_g": sched_g}
+    train = gan.TrainConfig(
+        batch_size=args.batch_size, steps=args.steps, ema_decay=0.9, select_every=args.select_every,
+        checkpoint_every=args.every, log_every=3,
+    )  # fmt: skip
+    optim = gan.OptimConfig(lr=2e-3, lr_decay=1.01, lr_min=1e-4, max_norm=3.0)
     config = {"steps": args.steps, "batch_size": args.batch_size, "width": args.width, "seed": seed}
-    ckpt = training.Checkpointer("toy_gan", config, every=args.every, info=info)
-    start, _ = ckpt.load(objects)
-    bce = nn.BCEWithLogitsLoss()
-
-    for step in range(start, args.steps):
-        idx = training.batch_indices(len(x), args.batch_size, step, seed, info)
-        real, cond = x[idx], onehot[idx]  # (b, X), (b, C)
-        z = torch.randn(len(idx), Z_DIM)  # (b, Z) from the global RNG, restored on resume
-        fake = g(torch.cat([z, cond], 1))  # (b, X)
-        logits = d(torch.cat([torch.cat([real, fake.detach()]), torch.cat([cond, cond])], 1))  # (2b, 1)
-        target = torch.cat([torch.ones(len(idx), 1), torch.zeros(len(idx), 1)])
-        opt_d.zero_grad()
-        bce(logits, target).backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        bce(d(torch.cat([fake, cond], 1)), torch.ones(len(idx), 1)).backward()
-        opt_g.step()
-        sched_g.step()
-        ckpt.maybe_save(step + 1, objects)
-        print(f"rank {info.rank} done {step + 1}", flush=True)
-        if step + 1 == args.crash_at:
-            os._exit(1)
-        if args.sleep:
-            time.sleep(args.sleep)
-
-    print(f"rank {info.rank} digest {params_digest(g)} {params_digest(d)}", flush=True)
+    fitted = gan.fit(
+        task, g, d, train, optim, name="toy_gan", config_dict=config, seed=seed, noise_seed=seed + 1,
+        info=info, select=score,
+    )  # fmt: skip
+    result = {
+        "g": params_digest(g),
+        "sampler": params_digest(fitted.g),
+        "d": params_digest(fitted.d),
+        "rows": fitted.rows,
+        "selected_step": fitted.selected_step,
+    }
+    Path(f"result_rank{info.rank}.json").write_text(json.dumps(result))
     if info.is_main:
-        save_checkpoint(
-            args.out, config, {"g": training.unwrap(g).state_dict(), "d": training.unwrap(d).state_dict()}
-        )
-    ckpt.finish()
+        save_checkpoint(args.out, config, {"g": fitted.g.state_dict(), "d": fitted.d.state_dict()})
+    fitted.finish()
     if info.enabled:
         torch.distributed.destroy_process_group()
 

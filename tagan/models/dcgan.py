@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tagan import config
+
 
 @dataclass
 class ModelConfig:
@@ -22,6 +24,10 @@ class ModelConfig:
     g_width: int = 64  # G's last hidden layer channels (16x16); earlier layers have 2x and 4x
     d_width: int = 64  # D's first layer channels (16x16); later layers have 2x and 4x
     channels: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("z_dim", "g_width", "d_width", "channels"):
+            config.positive(key, getattr(self, key))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

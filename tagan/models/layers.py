@@ -16,4 +16,6 @@ class Maxout(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.linear(x).view(*x.shape[:-1], self.units, self.pieces)  # (..., units, pieces)
-        return h.amax(dim=-1)  # (..., units)
+        # max, not amax: the same values, and a backward that routes the gradient by index instead of
+        # building an equality mask (they differ only on exact ties, where amax splits the gradient)
+        return h.max(dim=-1).values  # (..., units)

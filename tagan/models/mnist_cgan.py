@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tagan import config
 from tagan.models.layers import Maxout
 
 NUM_CLASSES = 10
@@ -35,6 +36,11 @@ class ModelConfig:
     sample_scale: float = (
         1.0  # spread of the noise when sampling (1 = as trained; < 1 truncates towards its mean)
     )
+
+    def __post_init__(self) -> None:
+        for key in ("z_dim", "g_width", "d_width", "sample_scale"):
+            config.positive(key, getattr(self, key))
+        config.in_range("dropout", self.dropout, 0.0, 0.9)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

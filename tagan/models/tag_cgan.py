@@ -16,16 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tagan import config
 from tagan.models.layers import Maxout
 
 
 @dataclass
 class TagCGANConfig:
-    """Network shape of one tag CGAN; stored in its checkpoint so the model rebuilds without the stage."""
+    """Network shape of one tag CGAN (params.yaml `tag_cgan.<preset>.model`); stored in its checkpoint,
+    beside the data's DataSizes, so the model rebuilds without the stage."""
 
-    feature_dim: int = 1280
-    tag_dim: int = 200
-    vocab_size: int = 0  # only for output="vocab"
     noise_dim: int = 100
     g_noise_hidden: int = 500
     g_cond_hidden: int = 2000
@@ -39,6 +38,34 @@ class TagCGANConfig:
     d_maxout_pieces: int = 3
     d_dropout: float = 0.5
     discriminator: Literal["concat", "projection"] = "concat"
+
+    def __post_init__(self) -> None:
+        for key in (
+            "noise_dim",
+            "g_noise_hidden",
+            "g_cond_hidden",
+            "d_tag_hidden",
+            "d_cond_hidden",
+            "d_maxout_units",
+            "d_maxout_pieces",
+            "temperature",
+        ):
+            config.positive(key, getattr(self, key))
+        for key in ("g_dropout", "d_dropout"):
+            config.in_range(key, getattr(self, key), 0.0, 0.99)
+        config.check(self.g_joint_hidden >= 0, "g_joint_hidden", f"must be >= 0, got {self.g_joint_hidden}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DataSizes:
+    """The sizes a tag CGAN takes from its data (not params); stored in the checkpoint beside the config."""
+
+    feature_dim: int  # image feature width (the backbone's)
+    tag_dim: int  # tag vector width (the embedding's)
+    vocab_size: int = 0  # vocabulary words; used by output="vocab"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,16 +90,16 @@ class FeatureNorm(nn.Module):
 class Generator(nn.Module):
     """G(z, x) -> a tag vector (B, tag_dim)."""
 
-    def __init__(self, cfg: TagCGANConfig) -> None:
+    def __init__(self, cfg: TagCGANConfig, sizes: DataSizes) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.norm = FeatureNorm(cfg.feature_dim)
+        self.cfg, self.sizes = cfg, sizes
+        self.norm = FeatureNorm(sizes.feature_dim)
         self.noise = nn.Sequential(nn.Linear(cfg.noise_dim, cfg.g_noise_hidden), nn.ReLU())  # (B, 500)
         self.cond = nn.Sequential(
-            nn.Linear(cfg.feature_dim, cfg.g_cond_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)
+            nn.Linear(sizes.feature_dim, cfg.g_cond_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)
         )  # (B, 2000)
         joint_in = cfg.g_noise_hidden + cfg.g_cond_hidden
-        out_dim = cfg.vocab_size if cfg.output == "vocab" else cfg.tag_dim
+        out_dim = sizes.vocab_size if cfg.output == "vocab" else sizes.tag_dim
         layers: list[nn.Module] = []
         if cfg.g_joint_hidden:
             layers += [nn.Linear(joint_in, cfg.g_joint_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)]
@@ -80,16 +107,32 @@ class Generator(nn.Module):
         layers.append(nn.Linear(joint_in, out_dim))  # (B, tag_dim) or (B, V) logits
         self.joint = nn.Sequential(*layers)
         if cfg.output == "vocab":
-            if cfg.vocab_size <= 0:
+            if sizes.vocab_size <= 0:
                 raise ValueError("output='vocab' needs vocab_size > 0")
-            self.register_buffer("vocab_vectors", torch.zeros(cfg.vocab_size, cfg.tag_dim))  # (V, D)
+            self.register_buffer("vocab_vectors", torch.zeros(sizes.vocab_size, sizes.tag_dim))  # (V, D)
 
-    def logits(self, z: torch.Tensor, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def cond_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The image branch before its dropout (B, g_cond_hidden): the same for every noise draw."""
+        return self.cond[1](self.cond[0](self.norm(x)))
+
+    def logits(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        cond_hidden: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The joint layer's output: (B, tag_dim) vector or (B, V) vocabulary logits.
 
-        `cond` (B, g_cond_hidden), when given, is the image branch already computed (see sample()); x is then unused.
+        `cond` (B, g_cond_hidden), when given, is the image branch already computed (see sample()); x is then
+        unused. `cond_hidden` is the branch before its dropout (see cond_hidden()); the dropout still applies.
         """
-        h = self.cond(self.norm(x)) if cond is None else cond
+        if cond is not None:
+            h = cond
+        elif cond_hidden is not None:
+            h = self.cond[2](cond_hidden)  # (B, g_cond_hidden), dropout only
+        else:
+            h = self.cond(self.norm(x))
         return self.joint(torch.cat([self.noise(z), h], dim=1))
 
     def forward(
@@ -99,8 +142,9 @@ class Generator(nn.Module):
         generator: torch.Generator | None = None,
         return_logits: bool = False,
         cond: torch.Tensor | None = None,
+        cond_hidden: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        out = self.logits(z, x, cond)
+        out = self.logits(z, x, cond, cond_hidden)
         if self.cfg.output == "linear":
             vec = out  # (B, D)
         else:
@@ -114,12 +158,12 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """D(t, x) -> one logit per pair (B,)."""
 
-    def __init__(self, cfg: TagCGANConfig) -> None:
+    def __init__(self, cfg: TagCGANConfig, sizes: DataSizes) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.norm = FeatureNorm(cfg.feature_dim)
-        self.tag = nn.Sequential(nn.Linear(cfg.tag_dim, cfg.d_tag_hidden), nn.ReLU())  # (B, 500)
-        self.cond = nn.Sequential(nn.Linear(cfg.feature_dim, cfg.d_cond_hidden), nn.ReLU())  # (B, 1200)
+        self.cfg, self.sizes = cfg, sizes
+        self.norm = FeatureNorm(sizes.feature_dim)
+        self.tag = nn.Sequential(nn.Linear(sizes.tag_dim, cfg.d_tag_hidden), nn.ReLU())  # (B, 500)
+        self.cond = nn.Sequential(nn.Linear(sizes.feature_dim, cfg.d_cond_hidden), nn.ReLU())  # (B, 1200)
         joint_in = cfg.d_tag_hidden + (cfg.d_cond_hidden if cfg.discriminator == "concat" else 0)
         self.maxout = Maxout(joint_in, cfg.d_maxout_units, cfg.d_maxout_pieces)  # (B, 1000)
         self.drop = nn.Dropout(cfg.d_dropout)
@@ -144,18 +188,20 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build(cfg: TagCGANConfig) -> tuple[Generator, Discriminator]:
+def build(cfg: TagCGANConfig, sizes: DataSizes) -> tuple[Generator, Discriminator]:
     """A freshly initialised (G, D) pair."""
-    g, d = Generator(cfg), Discriminator(cfg)
+    g, d = Generator(cfg, sizes), Discriminator(cfg, sizes)
     init_weights(g)
     init_weights(d)
     return g, d
 
 
 def load_generator(ckpt: dict[str, Any]) -> Generator:
-    """Rebuild G from a checkpoint {'config': {'model': ...}, 'state_dict': {'generator': ...}} in eval mode."""
-    cfg = TagCGANConfig(**ckpt["config"]["model"])
-    g = Generator(cfg)
+    """Rebuild G from a checkpoint {'config': {'model', 'sizes'}, 'state_dict': {'generator'}} in eval mode."""
+    model = dict(ckpt["config"]["model"])
+    # checkpoints written before DataSizes kept the sizes inside the model config
+    sizes = ckpt["config"].get("sizes") or {k: model.pop(k) for k in ("feature_dim", "tag_dim", "vocab_size")}
+    g = Generator(TagCGANConfig(**model), DataSizes(**sizes))
     g.load_state_dict(ckpt["state_dict"]["generator"])
     return g.eval()
 
