@@ -17,6 +17,7 @@ STAGES: dict[str, str] = {
     "tag_embeddings": "pipeline.tag_embeddings:Params",
     "tag_cgan.paper": "pipeline.tag_cgan:Params",
     "tag_cgan.strong": "pipeline.tag_cgan:Params",
+    "open_cgan": "pipeline.open_cgan:Params",
     "tag_eval": "pipeline.tag_eval:Params",
     "photo_eval": "pipeline.photo_eval:Params",
 }

@@ -14,7 +14,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
+from tagan import config, gan
 from tagan.open_vocab import zipf_weight
 from tagan.vocabulary import ImageNetClasses, Vocabulary
 from tagan.wordnet import GENERIC_SYNSETS
@@ -102,3 +106,90 @@ class ClassPairs:
             ids, p = self.targets[c]
             words[i] = rng.choice(ids, p=p)
         return post, words
+
+
+# ---------------------------------------------------------------------------------------------- trainer task
+
+
+@dataclass
+class OpenTrainConfig(gan.TrainConfig):
+    """The trainer's settings plus the open CGAN's data mix and likelihood term (params.yaml `open_cgan.train`)."""
+
+    aux_weight: float = 10.0  # cross-entropy of the target word under G's head softmax
+    image_fraction: float = (
+        0.5  # share of each batch from the collection's image -> tag pairs (rest: class pairs)
+    )
+    feature_dropout: float = 0.3  # image pairs: the feature branch gated off with this probability
+    a_min: float = 0.2  # class pairs: the least posterior mass on the pair's class
+    max_hops: int = 8  # class pairs: hypernym words up to this many steps above the class
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        config.check(self.aux_weight >= 0, "aux_weight", f"must be >= 0, got {self.aux_weight}")
+        config.in_range("image_fraction", self.image_fraction, 0.0, 1.0)
+        config.in_range("feature_dropout", self.feature_dropout, 0.0, 1.0)
+        config.in_range("a_min", self.a_min, 0.0, 1.0)
+        config.positive("max_hops", self.max_hops)
+
+
+class OpenCGANTask(gan.GANTask):
+    """Mixed batches: image -> human tag pairs (real features and posterior) and class -> WordNet word pairs.
+
+    The condition is one tensor (B, C + F + 1): posterior, features, feature gate. The class pairs of a batch
+    are drawn with a numpy generator seeded by the batch's indices (deterministic, so resumes are exact).
+    """
+
+    fresh_noise_for_g = True
+
+    def __init__(
+        self, features: torch.Tensor, posteriors: torch.Tensor, rows: np.ndarray, words: np.ndarray,
+        pairs: ClassPairs, head_vectors: torch.Tensor, noise_dim: int, train: OpenTrainConfig,
+    ) -> None:  # fmt: skip
+        self.features, self.posteriors = features, posteriors  # (N, F), (N, C)
+        self.rows, self.words = rows, words  # (P,) image row and head word of every image pair
+        self.pairs, self.head_vectors, self.noise_dim, self.train = pairs, head_vectors, noise_dim, train
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def split(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(posterior (B, C), features (B, F), gate (B,)) from the packed condition."""
+        c = self.posteriors.shape[1]
+        return cond[:, :c], cond[:, c:-1], cond[:, -1]
+
+    def batch(self, idx: torch.Tensor) -> gan.Batch:
+        ids = idx.cpu().numpy()
+        rng = np.random.default_rng(ids.tolist())
+        n_img = int(round(len(ids) * self.train.image_fraction))
+        img = ids[:n_img] % len(self.rows)
+        post_c, words_c = self.pairs.sample(len(ids) - n_img, rng)
+        dev = self.device()
+        rows = torch.from_numpy(self.rows[img]).to(dev)
+        gate = torch.from_numpy((rng.uniform(size=n_img) >= self.train.feature_dropout).astype(np.float32))
+        post = torch.cat([self.posteriors[rows], torch.from_numpy(post_c).to(dev)])  # (B, C)
+        feats = torch.cat(
+            [self.features[rows], torch.zeros(len(ids) - n_img, self.features.shape[1], device=dev)]
+        )
+        gates = torch.cat([gate, torch.zeros(len(ids) - n_img)]).to(dev)  # class pairs have no image
+        words = torch.from_numpy(np.concatenate([self.words[img], words_c])).to(dev)  # (B,)
+        cond = torch.cat([post, feats, gates[:, None]], dim=1)  # (B, C + F + 1)
+        return gan.Batch(self.head_vectors[words], cond, words)
+
+    def generate(self, g: nn.Module, batch: gan.Batch) -> gan.Fake:
+        assert batch.cond is not None
+        z = torch.randn(len(batch.cond), self.noise_dim, device=batch.cond.device)  # (B, Z)
+        vec, logits = g(z, *self.split(batch.cond))  # (B, D), (B, W)
+        return gan.Fake(vec, batch.cond, z, logits)
+
+    def discriminate(self, d: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        assert cond is not None
+        return d(x, *self.split(cond))
+
+    def g_extra(self, fake: gan.Fake, batch: gan.Batch) -> torch.Tensor | None:
+        if not self.train.aux_weight:
+            return None
+        assert fake.logits is not None and batch.target is not None
+        return self.train.aux_weight * F.cross_entropy(fake.logits, batch.target)

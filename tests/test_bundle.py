@@ -87,6 +87,8 @@ def test_cli_tags_a_real_photo_with_a_real_world_word_absent_from_the_training_t
     generic topic words here) comes out, and its WordNet path too."""
     import skimage.data
 
+    from pipeline.open_cgan import Params as OpenParams
+    from pipeline.open_cgan import run as train_open
     from pipeline.tag_cgan import Params as CGANParams
     from pipeline.tag_cgan import run as train_cgan
     from pipeline.tag_embeddings import Params as EmbParams
@@ -95,10 +97,12 @@ def test_cli_tags_a_real_photo_with_a_real_world_word_absent_from_the_training_t
     from pipeline.tag_eval import run as evaluate
     from pipeline.vocabulary import Params as VocabParams
     from pipeline.vocabulary import run as build_vocab
+    from tagan.config import from_dict
+    from tagan.open_gan import OpenTrainConfig
     from tagan.photos import Photo, accepted_words, is_accepted
     from tagan.tagger import Tagger
     from tagan.wordnet import load_wordnet
-    from tests.tag_fixtures import make_tag_data
+    from tests.tag_fixtures import make_tag_data, tiny_tag_cgan_params
     from tests.test_cli import run_cli
 
     paths = make_tag_data(tmp_path / "data", dim=1280)
@@ -116,30 +120,38 @@ def test_cli_tags_a_real_photo_with_a_real_world_word_absent_from_the_training_t
         tmp_path / "emb",
         tmp_path / "vocabulary",
     )
-    tiny = {"noise_dim": 4, "g_noise_hidden": 8, "g_cond_hidden": 16, "d_tag_hidden": 8, "d_cond_hidden": 12,
-            "d_maxout_units": 6, "d_maxout_pieces": 2, "steps": 10, "batch_size": 8, "checkpoint_every": 0,
-            "log_every": 5}  # fmt: skip
+    tiny = from_dict(CGANParams, tiny_tag_cgan_params(train={"steps": 10, "log_every": 5}), "tag_cgan.paper")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
-        train_cgan(CGANParams(**tiny), runtime, "paper", paths["items"], paths["vocab"], paths["features"],
+        train_cgan(tiny, runtime, "paper", paths["items"], paths["vocab"], paths["features"],
                    tmp_path / "emb", tmp_path / "paper.pt", tmp_path / "paper.csv")  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
+        open_cfg = OpenParams(
+            train=OpenTrainConfig(loss="hinge", batch_size=16, steps=20, checkpoint_every=0)
+        )
+        train_open(open_cfg, runtime, paths["items"], paths["vocab"], paths["features"], tmp_path / "emb",
+                   tmp_path / "vocabulary", tmp_path / "open.pt", tmp_path / "open.csv")  # fmt: skip
     cfg = EvalParams(samples=8, mlp_epochs=2, knn_k=[1], tuned_neighbors=[1], examples=0, image_split=False)
     evaluate(cfg, runtime, paths["items"], paths["vocab"], paths["features"], tmp_path / "emb",
              {"paper": tmp_path / "paper.pt"}, tmp_path / "tagger", tmp_path / "reports",
-             vocabulary_dir=tmp_path / "vocabulary")  # fmt: skip
+             open_cgan=tmp_path / "open.pt", vocabulary_dir=tmp_path / "vocabulary")  # fmt: skip
     bundle = Bundle.load(tmp_path / "tagger")
-    assert {"imagenet_names", "conse", "wordnet"} <= set(bundle.methods) and bundle.open_vocab_size > 2000
+    assert {"imagenet_names", "conse", "wordnet", "cgan_open"} <= set(bundle.methods)
+    assert bundle.open_vocab_size > 2000 and bundle.aliases["cgan"] == "cgan_open"
 
     photo = tmp_path / "chelsea.png"
     Image.fromarray(skimage.data.chelsea()).save(photo)
-    proc = run_cli("tag", "--model", str(tmp_path / "tagger"), "--method", "wordnet", "--format", "json",
-                   "--workers", "0", str(photo))  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    (record,) = json.loads(proc.stdout)
-    words = [t["tag"] if isinstance(t, dict) else t[0] for t in record["tags"]]
     wn = load_wordnet(cache)
     accepted = accepted_words(Photo("skimage/chelsea", "cat", ("tabby.n.01",), None, "skimage.data", ""), wn)
     training = set(json.loads(paths["vocab"].read_text())["tags"])
-    good = [w for w in words if is_accepted(w, accepted, wn) and w not in training]
-    assert good, words  # e.g. tabby, feline, domestic cat
-    assert Tagger.load(tmp_path / "tagger", "wordnet").path(good[0])[-1] == good[0]
+    for method in ("cgan", "wordnet"):  # the default (the open CGAN) and its training-free baseline
+        proc = run_cli("tag", "--model", str(tmp_path / "tagger"), "--method", method, "--format", "json",
+                       "--workers", "0", str(photo))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        (record,) = json.loads(proc.stdout)
+        words = [t["tag"] for t in record["tags"]]
+        good = [w for w in words if is_accepted(w, accepted, wn) and w not in training]
+        assert good, (method, words)  # e.g. tabby, feline, domestic cat
+        path = Tagger.load(tmp_path / "tagger", method).path(good[0])
+        assert path[-1] == good[0] and len(path) > 1, path

@@ -109,3 +109,32 @@ def test_faiss_round_trip_on_a_big_vocabulary(tmp_path: Path) -> None:
     assert np.array_equal(i1, i2) and np.allclose(s1, s2)
     exact = np.argsort(-(q @ vectors.T), axis=1)[:, 0]
     assert (i1[:, 0] == exact).mean() >= 0.99
+
+
+def test_open_cgan_task_trains_with_the_shared_trainer(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Mixed batches (image pairs with gated features + class pairs) through tagan.gan.fit; deterministic batches."""
+    from tagan import gan
+    from tagan.open_gan import OpenCGANTask, OpenTrainConfig
+
+    monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
+    rng = np.random.default_rng(0)
+    n_cls, n_words, f = 4, 6, 5
+    targets = [(np.array([c, 4]), np.array([0.7, 0.3])) for c in range(n_cls)]
+    pairs = ClassPairs(targets, [np.array([(c + 1) % n_cls]) for c in range(n_cls)])
+    cfg = OpenCGANConfig(noise_dim=4, g_noise_hidden=8, g_post_hidden=8, g_feat_hidden=8, d_hidden=8,
+                         feature_dim=f, n_classes=n_cls, tag_dim=3, n_words=n_words)  # fmt: skip
+    g, d = build(cfg)
+    head = torch.from_numpy(l2_normalize(rng.normal(size=(n_words, 3))))
+    g.head_vectors.copy_(head)
+    g.prior.copy_(torch.from_numpy(prior_table(targets, n_words)))
+    train = OpenTrainConfig(loss="hinge", batch_size=8, steps=12, log_every=4, checkpoint_every=0)
+    feats = torch.from_numpy(rng.normal(size=(10, f)).astype(np.float32))
+    post = torch.softmax(torch.from_numpy(rng.normal(size=(10, n_cls)).astype(np.float32)), 1)
+    task = OpenCGANTask(feats, post, np.arange(10), np.full(10, 5), pairs, head, cfg.noise_dim, train)
+    b1, b2 = task.batch(torch.arange(8)), task.batch(torch.arange(8))
+    assert torch.equal(b1.cond, b2.cond) and torch.equal(
+        b1.target, b2.target
+    )  # resumable: same idx, same batch
+    assert b1.cond.shape == (8, n_cls + f + 1) and (b1.cond[4:, -1] == 0).all()  # class pairs: no features
+    fitted = gan.fit(task, g, d, train, gan.OptimConfig(lr=1e-3), name="open_test", config_dict={}, seed=0)
+    assert len(fitted.rows) == 3 and all(np.isfinite(r["d_loss"]) for r in fitted.rows)

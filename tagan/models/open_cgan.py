@@ -44,6 +44,21 @@ class OpenCGANConfig:
     tag_dim: int = 384
     n_words: int = 0  # head size
 
+    def __post_init__(self) -> None:
+        from tagan import config
+
+        for key in (
+            "noise_dim",
+            "g_noise_hidden",
+            "g_post_hidden",
+            "g_feat_hidden",
+            "d_hidden",
+            "temperature",
+        ):
+            config.positive(key, getattr(self, key))
+        config.in_range("g_dropout", self.g_dropout, 0.0, 0.99)
+        config.check(self.prior_weight >= 0, "prior_weight", f"must be >= 0, got {self.prior_weight}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
