@@ -54,8 +54,8 @@ class Params:
     zeroshot_fallback: Literal["minilm", "glove"] = "minilm"  # maps ImageNet class names to tag words
     image_split: bool = True  # also score the baselines on the by-image split
     conse_top: int = 10  # conse: classes in the convex combination (chosen on the photo val split)
-    wordnet_beta: float = 0.5  # wordnet: specificity exponent (chosen on the photo val split)
-    wordnet_gamma: float = 0.5  # wordnet: word-frequency exponent (chosen on the photo val split)
+    wordnet_beta: float = 0.0  # wordnet: specificity exponent (chosen on the photo val split)
+    wordnet_gamma: float = 0.0  # wordnet: word-frequency exponent (chosen on the photo val split)
     open_samples: int = 100  # cgan_open: hard samples per image
     open_neighbors: int = 1  # cgan_open: words each sample votes for
     open_feature_gate: float = 0.55  # cgan_open: feature branch on when cosine to a training image >= this

@@ -149,13 +149,14 @@ def sample_words(
     The posterior/feature part of the logits is computed once per image; only the noise part per sample.
     """
     gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)  # numpy's ziggurat draws the (S, W) noise ~10x faster than torch's
     base = g.cond_logits(post, x, gate)  # (B, W)
     out = []
     for i in range(base.shape[0]):
         z = torch.randn(samples, g.cfg.noise_dim, generator=gen)  # (S, Z)
         logits = base[i : i + 1] + g.noise_logits(z)  # (S, W)
-        u = torch.rand(logits.shape, generator=gen).clamp_(1e-9, 1 - 1e-9)
-        out.append((logits - torch.log(-torch.log(u))).argmax(1))
+        e = torch.from_numpy(rng.standard_exponential(tuple(logits.shape), dtype=np.float32))  # E ~ Exp(1)
+        out.append((logits - e.log_()).argmax(1))  # -log(E) is Gumbel noise: an exact categorical draw
     return torch.stack(out)  # (B, S)
 
 
