@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import fnmatch
 import hashlib
 import io
@@ -27,7 +28,10 @@ EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_MODEL_DIR = Path("data/tagger")  # relative to the working directory, else to this repository
 BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR of another experiment"
 # the methods a bundle holds (tagan.tagging.METHODS; kept here so --help needs no torch import)
-METHODS = ("cgan", "knn", "classifier", "cgan_strong", "cgan_paper", "regressor", "prior", "zeroshot")
+METHODS = (
+    "cgan", "cgan_open", "wordnet", "conse", "imagenet_names", "knn", "classifier", "cgan_strong_tuned",
+    "cgan_strong", "cgan_paper_tuned", "cgan_paper", "regressor", "prior", "zeroshot",
+)  # fmt: skip
 FORMATS = ("table", "json", "jsonl", "csv")
 # tagan.models.backbones.RUNTIMES (kept here so --help needs no torch import)
 RUNTIMES = ("auto", "onnxruntime", "openvino", "torch")
@@ -324,22 +328,21 @@ class Session:
 def open_session(args: argparse.Namespace) -> Session:
     """Load the model bundle (first: a missing model fails before anything else loads) and its backbone."""
     tagger = load_tagger(args.model, args.method)
-    from tagan.models.backbones import build_backbone
+    from tagan.features import load_backbone
     from tagan.utils import resolve_device
 
     allowed = read_vocab(args.vocab, tagger.words) if getattr(args, "vocab", None) else None
-    name = str(tagger.info.get("backbone", "efficientnet_lite0")).replace(
-        "efficientnet-lite0", "efficientnet_lite0"
-    )
-    kwargs = {"image_size": int(tagger.info["image_size"])} if "image_size" in tagger.info else {}
-    backbone = build_backbone(name, resolve_device(args.device), runtime=args.runtime, **kwargs)
+    feats = tagger.bundle.features  # exactly how the pipeline extracted the training features
+    if args.runtime is not None:  # another runtime; it is checked against torch's features when it loads
+        feats = dataclasses.replace(feats, runtime=args.runtime)
+    backbone = load_backbone(feats, resolve_device(args.device))
     if backbone.runtime != "torch" and backbone.device.type == "cpu":
         import torch
 
         # torch now only runs the tagger on one photo at a time: too small for intra-op threads, which
         # cost 10x in wall time on a busy machine (4.5 vs 45 CPU ms/photo measured at load 11)
         torch.set_num_threads(1)
-    decode = {k: int(tagger.info[k]) for k in ("max_side", "max_pixels") if k in tagger.info}
+    decode = {"max_side": feats.max_side, "max_pixels": feats.max_pixels}
     return Session(tagger, backbone, model_id(args.model, args.method), allowed, decode)
 
 
@@ -355,6 +358,18 @@ def tag_features(session: Session, feature: Any, args: argparse.Namespace) -> li
         allowed=session.allowed,
     )
     return [(t, float(s)) for t, s in tags if s >= args.min_score]
+
+
+def photo_features(
+    session: Session, paths: list[Path], args: argparse.Namespace, *, workers: int | None = None
+) -> Iterator[tuple[Path, Any, Any]]:
+    """(path, feature (F,) or None, skip reason) per photo, extracted exactly as the pipeline did (bundle config)."""
+    from tagan.features import extract_features
+
+    return extract_features(
+        paths, session.backbone, batch_size=args.batch_size,
+        workers=args.workers if workers is None else workers, device=session.backbone.device, **session.decode,
+    )  # fmt: skip
 
 
 def tag_stream(args: argparse.Namespace, session: Session) -> Iterator[Record]:
@@ -381,10 +396,8 @@ def tag_chunk(chunk: list[Path], args: argparse.Namespace, session: Session) -> 
     A RAW whose JPEG/HEIC twin is in the chunk reuses the twin's features (one decode for both); each still
     gets its own record and sidecar.
     """
-    from tagan.features import extract_features
     from tagan.readers import xmp
 
-    extract = dict(batch_size=args.batch_size, device=session.backbone.device, **session.decode)
     done: dict[Path, Record] = {}
     todo = []
     for path in chunk:
@@ -410,7 +423,7 @@ def tag_chunk(chunk: list[Path], args: argparse.Namespace, session: Session) -> 
             feature, reason = results[source]
             if feature is None and source != path:  # the twin failed: decode the RAW itself
                 source = path
-                ((_, feature, reason),) = extract_features([path], session.backbone, workers=0, **extract)
+                ((_, feature, reason),) = photo_features(session, [path], args, workers=0)
             pending.popleft()
             if feature is None:
                 yield Record(path, f"skipped: {reason}")
@@ -422,7 +435,7 @@ def tag_chunk(chunk: list[Path], args: argparse.Namespace, session: Session) -> 
             yield rec
 
     decode = [p for p in todo if p not in twins]
-    for path, feature, reason in extract_features(decode, session.backbone, workers=args.workers, **extract):
+    for path, feature, reason in photo_features(session, decode, args):
         results[Path(path)] = (feature, reason)
         yield from ready()
     yield from ready()
@@ -707,11 +720,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         "backbone",
         "feature_dim",
         "vocab_size",
+        "open_vocab_size",
         "embedding_dim",
     )
     for key in shown:
         if key in info:
             out.write(f"{key:15} {info[key]}\n")
+    if isinstance(info.get("features"), dict):
+        out.write(f"{'features':15} " + ", ".join(f"{k}={v}" for k, v in info["features"].items()) + "\n")
+    if isinstance(info.get("decoding"), dict):
+        out.write(f"{'decoding':15} " + ", ".join(f"{k}={v}" for k, v in info["decoding"].items()) + "\n")
     if info.get("aliases"):
         out.write(f"{'aliases':15} {', '.join(f'{a} = {m}' for a, m in info['aliases'].items())}\n")
     metrics = info.get("test_metrics") or {}
@@ -779,8 +797,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         choices=METHODS,
         default="cgan",
-        help="cgan: the paper's generator (default); knn: tag transfer from the nearest "
-        "training images; classifier: the multi-label MLP. `tagan info` shows each one's test metrics",
+        help="cgan: the default conditional GAN (the open-vocabulary one when built); wordnet, conse, "
+        "imagenet_names: training-free real-world baselines; knn: tag transfer from the nearest training "
+        "images; classifier: the multi-label MLP. `tagan info` shows each one's test metrics",
     )
     model_opts.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress bar"
@@ -848,7 +867,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop tags scoring below this (cgan: vote share; knn, classifier: their 0-1 score; default: 0)",
     )
     tag.add_argument(
-        "--samples", type=_positive_int, default=100, help="GAN samples per photo, cgan only (default: 100)"
+        "--samples",
+        type=_positive_int,
+        default=None,
+        help="GAN samples per photo, cgan only (default: the bundle's, those its test metrics used)",
     )
     tag.add_argument("--seed", type=int, default=0, help="random seed; same seed, same tags (default: 0)")
     tag.add_argument(
@@ -876,9 +898,10 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        default="auto",
-        help="what runs the image network: auto (onnxruntime on a CPU, torch on CUDA; default), onnxruntime, "
-        "openvino or torch. Each is checked against torch's features when it loads",
+        default=None,
+        help="what runs the image network: auto (onnxruntime on a CPU, torch on CUDA), onnxruntime, openvino "
+        "or torch (default: the runtime the model's features were extracted with). Each is checked against "
+        "torch's features when it loads",
     )
     tag.add_argument("--chunk", type=_positive_int, default=512, help=argparse.SUPPRESS)  # paths held at once
     add_sidecar_options(tag)

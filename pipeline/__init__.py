@@ -13,8 +13,11 @@ STAGES: dict[str, str] = {
     "dcgan": "pipeline.dcgan:Params",
     "tags_data": "pipeline.tags_data:Params",
     "image_features": "pipeline.image_features:Params",
+    "vocabulary": "pipeline.vocabulary:Params",
     "tag_embeddings": "pipeline.tag_embeddings:Params",
     "tag_cgan.paper": "pipeline.tag_cgan:Params",
     "tag_cgan.strong": "pipeline.tag_cgan:Params",
+    "open_cgan": "pipeline.open_cgan:Params",
     "tag_eval": "pipeline.tag_eval:Params",
+    "photo_eval": "pipeline.photo_eval:Params",
 }

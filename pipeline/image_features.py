@@ -83,7 +83,7 @@ def run(
                 missing,
             )
             return computed
-    return merge(resume, num_shards, cfg.backbone, out_dir, metrics_path, wall=time.perf_counter() - t0)
+    return merge(resume, num_shards, cfg, out_dir, metrics_path, wall=time.perf_counter() - t0)
 
 
 def main() -> None:

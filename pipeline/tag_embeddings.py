@@ -1,4 +1,10 @@
-"""Stage tag_embeddings: one vector per vocabulary tag (word2vec skip-gram on train tags | GloVe | MiniLM) + FAISS index."""
+"""Stage tag_embeddings: tag vectors + FAISS indexes for the training tags and for the open vocabulary.
+
+out/ holds the training-tag TagIndex (`backend`: word2vec skip-gram on the train tag lists as in the paper,
+GloVe or MiniLM), read by the paper/strong tag CGANs and the clip-art baselines; out/open/ holds the open
+vocabulary of the vocabulary stage embedded with `open_backend` (MiniLM phrases or GloVe token means;
+word2vec cannot cover words absent from the tag lists), read by the open CGAN and the open-vocabulary methods.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,14 @@ from tagan.embeddings import (
     glove_vectors,
     minilm_vectors,
     neighbour_cooccurrence,
+    open_vectors,
+    phrase_text,
     train_tag_lists,
     word2vec_vectors,
 )
 from tagan.tagging import TagIndex, l2_normalize
 from tagan.utils import UserError, read_json, seed_everything, stage_main, write_json
+from tagan.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +37,8 @@ log = logging.getLogger(__name__)
 class Params:
     """params.yaml `tag_embeddings`."""
 
-    backend: Literal["word2vec", "glove", "minilm"] = "word2vec"
+    backend: Literal["word2vec", "glove", "minilm"] = "word2vec"  # the training-tag index (paper/strong)
+    open_backend: Literal["minilm", "glove"] = "minilm"  # the open vocabulary's index (open preset)
     dim: int = 200  # word2vec only (GloVe is 50-d, MiniLM 384-d)
     window: int = 20  # word2vec context: tags of one image are an unordered set, so cover it all
     epochs: int = 50
@@ -44,8 +54,15 @@ class Params:
         config.check(self.negative >= 0, "negative", f"must be >= 0, got {self.negative}")
 
 
-def run(cfg: Params, runtime: Runtime, items_path: Path, vocab_path: Path, out_dir: Path) -> dict[str, float]:
-    """Embed the vocabulary with the chosen backend and save the TagIndex to out_dir."""
+def run(
+    cfg: Params,
+    runtime: Runtime,
+    items_path: Path,
+    vocab_path: Path,
+    out_dir: Path,
+    vocabulary_dir: Path | None = None,
+) -> dict[str, float]:
+    """Embed the training tags (out_dir) and, given a vocabulary stage output, the open vocabulary (out_dir/open)."""
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     if not Path(vocab_path).exists():
@@ -69,7 +86,7 @@ def run(cfg: Params, runtime: Runtime, items_path: Path, vocab_path: Path, out_d
     elif cfg.backend == "glove":
         vectors, missing = glove_vectors(vocab, cfg.seed)
     else:
-        vectors = minilm_vectors([w.replace("-", " ").replace("_", " ") for w in vocab])
+        vectors = minilm_vectors([phrase_text(w) for w in vocab])
     if missing:
         log.warning(
             "%d of %d tags have no %s vector (random vectors): %s",
@@ -87,8 +104,25 @@ def run(cfg: Params, runtime: Runtime, items_path: Path, vocab_path: Path, out_d
         "exact_index": int(index.exact),
         "neighbour_cooccurrence": neighbour_cooccurrence(index, sentences),
         "train_tag_lists": len(sentences),
-        "seconds": time.perf_counter() - t0,
     }
+    if vocabulary_dir is not None:
+        t1 = time.perf_counter()
+        words = Vocabulary.load(vocabulary_dir).words
+        open_vecs, kept, open_missing = open_vectors(words, cfg.open_backend)
+        if open_missing:
+            log.warning("%d of %d vocabulary words have no %s vector and are left out: %s",
+                        len(open_missing), len(words), cfg.open_backend, ", ".join(open_missing[:10]))  # fmt: skip
+        lost = [t for t in vocab if t not in set(kept)]
+        if lost:
+            log.warning("%d training tags are not in the open index: %s", len(lost), ", ".join(lost[:10]))
+        big = TagIndex(kept, open_vecs, exact_threshold=cfg.exact_threshold, hnsw_m=cfg.hnsw_m)
+        big.save(Path(out_dir) / "open")
+        metrics.update({
+            "open_size": len(big), "open_dim": big.dim, "open_missing": len(open_missing),
+            "open_exact_index": int(big.exact), "open_training_tags_lost": len(lost),
+            "open_seconds": time.perf_counter() - t1,
+        })  # fmt: skip
+    metrics["seconds"] = time.perf_counter() - t0
     log.info("tag embeddings (%s): %s", cfg.backend, metrics)
     return metrics
 
@@ -97,11 +131,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=Path, default=Path("data/tags/items.jsonl"))
     parser.add_argument("--vocab", type=Path, default=Path("data/tags/vocab.json"))
+    parser.add_argument(
+        "--vocabulary", type=Path, default=None, help="open vocabulary (vocabulary stage output)"
+    )
     parser.add_argument("--out", type=Path, default=Path("data/embeddings"), help="TagIndex directory")
     parser.add_argument("--metrics", type=Path, default=Path("metrics/tag_embeddings.json"))
     args = parser.parse_args()
     cfg, runtime = config.load_stage(Params, "tag_embeddings")
-    write_json(args.metrics, run(cfg, runtime, args.items, args.vocab, args.out))
+    write_json(args.metrics, run(cfg, runtime, args.items, args.vocab, args.out, args.vocabulary))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
 Methods: cgan_<preset> (paper decoding: samples/neighbors/top_k from params), cgan_<preset>_tuned
 (neighbours and vote weighting chosen on val), prior (train tag frequency), knn (cosine tag
 transfer, k chosen on val), classifier (MLP, BCE), regressor (feature -> mean tag vector, same
-decoding), zeroshot (the backbone's ImageNet classes mapped to tags). The group split is the
-headline; baselines are also scored on the by-image split (`image_split.*`).
+decoding), zeroshot (the backbone's ImageNet classes mapped to tags). With the open vocabulary:
+cgan_open (the open CGAN), imagenet_names, conse and wordnet (tagan.open_vocab), each decoding over the
+open index, scored here through the bundle's Tagger. The group split is the headline; baselines are also
+scored on the by-image split (`image_split.*`). Every bundled method carries the decoding of its row.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +21,12 @@ from typing import Any, Literal
 
 from tagan import config
 from tagan.baselines import Baselines, fit_baselines, load_zeroshot, predict_baselines
-from tagan.bundle import BundledCGAN, write_bundle
+from tagan.bundle import Bundle, Decoding, fresh_bundle_dir, write_baselines
 from tagan.config import Runtime
+from tagan.features import feature_config
 from tagan.reports import write_reports
 from tagan.scoring import evaluate_cgan, score
+from tagan.tagger import Tagger
 from tagan.tagging import TagIndex, Tags, read_tag_data
 from tagan.utils import load_checkpoint, seed_everything, set_threads, stage_main, write_json
 
@@ -48,6 +53,13 @@ class Params:
     zeroshot_tags_per_class: int = 5
     zeroshot_fallback: Literal["minilm", "glove"] = "minilm"  # maps ImageNet class names to tag words
     image_split: bool = True  # also score the baselines on the by-image split
+    conse_top: int = 10  # conse: classes in the convex combination (chosen on the photo val split)
+    wordnet_beta: float = 0.0  # wordnet: specificity exponent (chosen on the photo val split)
+    wordnet_gamma: float = 0.0  # wordnet: word-frequency exponent (chosen on the photo val split)
+    open_samples: int = 100  # cgan_open: hard samples per image
+    open_neighbors: int = 1  # cgan_open: words each sample votes for
+    open_feature_gate: float = 0.55  # cgan_open: feature branch on when cosine to a training image >= this
+    default_method: str = "cgan_open"  # what `--method cgan` serves (falls back to cgan_strong_tuned)
     examples: int = 12  # test images in reports/tag_examples.*
     seed: int = 0
 
@@ -62,6 +74,9 @@ class Params:
             "mlp_lr",
             "zeroshot_top_classes",
             "zeroshot_tags_per_class",
+            "conse_top",
+            "open_samples",
+            "open_neighbors",
         ):
             config.positive(key, getattr(self, key))
         config.check(self.top_k >= 5, "top_k", f"must be >= 5 (P@5 is the headline), got {self.top_k}")
@@ -85,6 +100,9 @@ def run(
     cgan_paths: dict[str, Path],
     bundle_dir: Path,
     reports_dir: Path,
+    *,
+    open_cgan: Path | None = None,
+    vocabulary_dir: Path | None = None,
 ) -> dict[str, float]:
     """Score every method; write reports_dir/tag_eval_table.md, tag_examples.{md,png} and the bundle."""
     t0 = time.perf_counter()
@@ -108,7 +126,7 @@ def run(
 
     flat: dict[str, float] = {}
     tables: dict[str, dict[str, dict[str, float]]] = {}
-    bundled: dict[str, BundledCGAN] = {}
+    bundled: dict[str, tuple[Path, Decoding]] = {}
     headline: tuple[Baselines, Any, dict[str, Tags]] | None = None  # group split: baselines, test rows, tags
     columns = ["split"] + (["split_image"] if cfg.image_split and "split_image" in data.split else [])
     for column in columns:
@@ -128,8 +146,16 @@ def run(
                 for suffix in ms:
                     results[f"cgan_{preset}{suffix}"] = ms[suffix]
                     preds[f"cgan_{preset}{suffix}"] = tags[suffix]
-                decoding = {k: tuned[k] for k in ("neighbors", "weighted")}
-                bundled[f"cgan_{preset}"] = BundledCGAN(Path(cgan_paths[preset]), decoding)
+                file = f"cgan_{preset}.pt"
+                bundled[f"cgan_{preset}"] = (
+                    Path(cgan_paths[preset]),
+                    Decoding("cgan", file, samples=cfg.samples, neighbors=cfg.neighbors),
+                )
+                bundled[f"cgan_{preset}_tuned"] = (
+                    Path(cgan_paths[preset]),
+                    Decoding("cgan", file, samples=cfg.tuned_samples, neighbors=tuned["neighbors"],
+                             weighted=bool(tuned["weighted"])),
+                )  # fmt: skip
         baselines = fit_baselines(
             data, index, train, val, knn_grid=cfg.knn_k, mlp_hidden=cfg.mlp_hidden, mlp_epochs=cfg.mlp_epochs,
             mlp_lr=cfg.mlp_lr, mlp_weight_decay=cfg.mlp_weight_decay, mlp_dropout=cfg.mlp_dropout,
@@ -154,12 +180,46 @@ def run(
     baselines, test, examples = headline
     flat["vocab_size"] = len(index)
     flat["test_images"] = len(test)
-    flat["seconds"] = time.perf_counter() - t0
 
-    write_bundle(
-        bundle_dir, index, data, baselines, bundled,
-        regressor_neighbors=cfg.neighbors, params=config.to_dict(cfg), results=tables["split"],
+    open_dir = Path(embeddings_dir) / "open"
+    has_open = open_dir.is_dir() and vocabulary_dir is not None and baselines.zeroshot is not None
+    out = fresh_bundle_dir(
+        bundle_dir, index, open_dir if has_open else None, vocabulary_dir if has_open else None
+    )
+    methods = write_baselines(out, index, baselines, cfg.neighbors)
+    for name, (path, decoding) in bundled.items():
+        shutil.copyfile(path, out / decoding.file)
+        methods[name] = decoding
+    if has_open:
+        methods["imagenet_names"] = Decoding("imagenet_names", vocabulary="open")
+        methods["conse"] = Decoding("conse", vocabulary="open", top=cfg.conse_top)
+        methods["wordnet"] = Decoding(
+            "wordnet", vocabulary="open", beta=cfg.wordnet_beta, gamma=cfg.wordnet_gamma
+        )
+        if open_cgan is not None and Path(open_cgan).is_file():
+            shutil.copyfile(open_cgan, out / "cgan_open.pt")
+            methods["cgan_open"] = Decoding(
+                "cgan", "cgan_open.pt", vocabulary="open", samples=cfg.open_samples, neighbors=cfg.open_neighbors,
+                feature_gate=cfg.open_feature_gate,
+            )  # fmt: skip
+    served = [m for m in (cfg.default_method, "cgan_strong_tuned", *bundled) if m in methods]
+    bundle = Bundle(
+        dataset="tags_data", features=feature_config(features_path, data.backbone),
+        feature_dim=int(data.features.shape[1]), vocab_size=len(index), embedding_dim=index.dim,
+        methods=methods, aliases={"cgan": served[0]} if served else {},
+        open_vocab_size=len(TagIndex.load(open_dir)) if has_open else 0, params=config.to_dict(cfg),
     )  # fmt: skip
+    bundle.save(out)
+    scored_here = {"imagenet_names", "conse", "wordnet", "cgan_open"} & set(methods)
+    for name in sorted(scored_here):  # the open methods are scored through the bundle's own Tagger
+        tags = Tagger.load(out, name).tag(data.features[test], top_k=cfg.top_k, seed=cfg.seed)
+        tables["split"][name] = score(tags, data, test, len(index))
+        examples[name] = tags
+        for key, value in tables["split"][name].items():
+            flat[f"{name}.{key}"] = float(value)
+    bundle.test_metrics = {n: {k: float(x) for k, x in m.items()} for n, m in tables["split"].items()}
+    bundle.save(out)
+    flat["seconds"] = time.perf_counter() - t0
     write_reports(
         reports_dir, tables, data, test, examples,
         samples=cfg.samples, neighbors=cfg.neighbors, top_k=cfg.top_k, examples=cfg.examples, seed=cfg.seed,
@@ -183,6 +243,8 @@ def main() -> None:
     parser.add_argument(
         "--bundle", type=Path, default=Path("data/tagger"), help="tagger bundle directory (CLI --model)"
     )
+    parser.add_argument("--open-cgan", type=Path, default=None, help="open CGAN checkpoint (cgan_open)")
+    parser.add_argument("--vocabulary", type=Path, default=None, help="open vocabulary (vocabulary stage)")
     parser.add_argument("--reports", type=Path, default=Path("reports"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/tag_eval.json"))
     args = parser.parse_args()
@@ -198,6 +260,8 @@ def main() -> None:
         {k: Path(v) for k, v in cgans.items()},
         args.bundle,
         args.reports,
+        open_cgan=args.open_cgan,
+        vocabulary_dir=args.vocabulary,
     )
     write_json(args.metrics, metrics_out)
 

@@ -1,49 +1,119 @@
-"""The tagger bundle writer: everything tagan.tagger.Tagger (and so the CLI) needs, in one directory."""
+"""The tagger bundle: one typed contract (`Bundle`, info.json) written by tag_eval and read by tagan.tagger.Tagger.
+
+A bundle directory holds `info.json` (a `Bundle`: the full feature-extraction config, every method's
+decoding settings and the test metrics those settings produced), `index/` (the training-tag TagIndex),
+`open/` and `vocabulary/` (the open vocabulary's TagIndex and WordNet data, when built), `imagenet_head.npz`
+(the backbone's ImageNet classifier, for the posterior-based methods), `prior.json`, `knn.npz`,
+`classifier.pt`, `regressor.pt`, `zeroshot.npz` and `cgan_<preset>.pt`.
+"""
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from tagan import config
 from tagan.baselines import Baselines
-from tagan.tagging import TagData, TagIndex
-from tagan.utils import save_checkpoint, save_npz, write_json
+from tagan.features import FeatureConfig
+from tagan.tagging import TagIndex
+from tagan.utils import UserError, read_json, save_checkpoint, save_npz, write_json
 
-CGAN_METHODS = ("cgan_paper", "cgan_strong")  # the presets a bundle can serve
+BUNDLE_VERSION = 2
+Kind = Literal[
+    "prior", "knn", "classifier", "regressor", "zeroshot", "cgan", "imagenet_names", "conse", "wordnet"
+]
 
 
 @dataclass
-class BundledCGAN:
-    """A CGAN checkpoint to serve, with the decoding tuned on val."""
+class Decoding:
+    """How one method turns features into ranked tags: exactly the settings its test metrics were scored with."""
 
-    path: Path
-    decoding: dict[str, Any]  # neighbors, weighted
+    kind: Kind
+    file: str = ""  # its weights in the bundle (cgan_strong.pt, classifier.pt, ...)
+    vocabulary: Literal["tags", "open"] = "tags"  # the index it decodes over
+    samples: int = 1  # generated vectors per image (cgan)
+    neighbors: int = 1  # words each generated vector votes for (cgan, regressor)
+    weighted: bool = False  # votes weighted by cosine (cgan)
+    top: int = 10  # classes that vote (zeroshot, conse)
+    beta: float = 1.0  # wordnet: specificity exponent
+    gamma: float = 1.0  # wordnet: word-frequency exponent
+    # open cgan: its image-feature branch is on for an image whose cosine to the nearest training image is at least
+    # this (the branch knows only the training collection's domain); 0 = always on, above 1 = never
+    feature_gate: float = 2.0
+
+    def __post_init__(self) -> None:
+        for key in ("samples", "neighbors", "top"):
+            config.positive(key, getattr(self, key))
 
 
-def write_bundle(
-    out: Path,
-    index: TagIndex,
-    data: TagData,
-    baselines: Baselines,
-    cgans: dict[str, BundledCGAN],
-    *,
-    regressor_neighbors: int,
-    params: dict[str, Any],
-    results: dict[str, dict[str, float]],
-) -> None:
-    """Write `out` afresh: info.json, index/, prior.json, knn.npz, classifier.pt, regressor.pt, zeroshot.npz
-    (when the backbone has a zero-shot head) and cgan_<preset>.pt; `results` are the test metrics per method."""
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    index.save(out / "index")
-    methods = ["prior", "knn", "classifier", "regressor"]
-    decoding: dict[str, Any] = {"regressor": {"neighbors": regressor_neighbors}}
+@dataclass
+class Bundle:
+    """info.json of a tagger bundle."""
+
+    dataset: str
+    features: FeatureConfig  # how the training features were extracted (the CLI extracts the same way)
+    feature_dim: int
+    vocab_size: int  # training tags
+    embedding_dim: int
+    methods: dict[str, Decoding]
+    aliases: dict[str, str] = field(default_factory=dict)  # cgan -> the default CGAN method
+    open_vocab_size: int = 0  # 0 = no open vocabulary in this bundle
+    params: dict[str, Any] = field(default_factory=dict)  # tag_eval's params
+    test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # clip-art test split, per method
+    version: int = BUNDLE_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["features"] = config.to_dict(self.features)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Bundle:
+        """Validate info.json: a bundle of another version or with unknown fields is a UserError."""
+        if d.get("version") != BUNDLE_VERSION:
+            raise UserError(
+                f"tagger bundle version {d.get('version')} is not {BUNDLE_VERSION}; rebuild it with `dvc repro tag_eval`"
+            )
+        try:
+            methods = {k: config.from_dict(Decoding, v, f"methods.{k}") for k, v in d["methods"].items()}
+            feats = config.from_dict(FeatureConfig, d["features"], "features")
+            rest = {k: v for k, v in d.items() if k not in ("methods", "features")}
+            return cls(features=feats, methods=methods, **rest)
+        except (config.ParamsError, TypeError, KeyError) as e:
+            raise UserError(
+                f"tagger bundle info.json is malformed ({e}); rebuild it with `dvc repro tag_eval`"
+            ) from None
+
+    def save(self, directory: Path) -> None:
+        write_json(Path(directory) / "info.json", self.to_json())
+
+    @classmethod
+    def load(cls, directory: Path) -> Bundle:
+        path = Path(directory) / "info.json"
+        if not path.is_file():
+            raise UserError(
+                f"{directory} is not a tagger bundle (no info.json); build it with `dvc repro tag_eval`"
+            )
+        return cls.from_json(read_json(path))
+
+    def resolve(self, method: str) -> str:
+        """The method an alias stands for; unknown names are a UserError listing the choices."""
+        method = self.aliases.get(method, method)
+        if method not in self.methods:
+            raise UserError(
+                f"method {method!r} is not in this bundle; choose one of {', '.join(self.methods)}"
+            )
+        return method
+
+
+def write_baselines(
+    out: Path, index: TagIndex, baselines: Baselines, regressor_neighbors: int
+) -> dict[str, Decoding]:
+    """prior.json, knn.npz, classifier.pt, regressor.pt, zeroshot.npz and the ImageNet head; their Decodings."""
     write_json(out / "prior.json", {w: int(c) for w, c in zip(index.words, baselines.prior)})
     save_npz(
         out / "knn.npz",
@@ -54,35 +124,32 @@ def write_bundle(
     for name in ("classifier", "regressor"):
         model = getattr(baselines, name)
         save_checkpoint(out / f"{name}.pt", model.cfg.to_dict(), model.state_dict())
+    methods = {
+        "prior": Decoding("prior", "prior.json"),
+        "knn": Decoding("knn", "knn.npz"),
+        "classifier": Decoding("classifier", "classifier.pt"),
+        "regressor": Decoding("regressor", "regressor.pt", neighbors=regressor_neighbors),
+    }
     zs = baselines.zeroshot
     if zs is not None:
-        save_npz(
-            out / "zeroshot.npz",
-            weight=zs.weight,
-            bias=zs.bias,
-            class_to_tag=zs.class_to_tag,
-            top_classes=np.array(zs.top_classes),
-        )
-        methods.append("zeroshot")
-    for name in CGAN_METHODS:
-        if name in cgans:
-            shutil.copyfile(cgans[name].path, out / f"{name}.pt")
-            methods.append(name)
-            decoding[name] = cgans[name].decoding
-    served = [m for m in methods if m.startswith("cgan_")]
-    aliases = {"cgan": "cgan_strong" if "cgan_strong" in methods else served[0]} if served else {}
-    write_json(
-        out / "info.json",
-        {
-            "dataset": "tags_data",
-            "backbone": data.backbone,
-            "feature_dim": int(data.features.shape[1]),
-            "vocab_size": len(index),
-            "embedding_dim": index.dim,
-            "methods": methods,
-            "aliases": aliases,
-            "decoding": decoding,
-            "params": params,
-            "test_metrics": {n: {k: float(x) for k, x in m.items()} for n, m in results.items()},
-        },
-    )
+        save_npz(out / "zeroshot.npz", class_to_tag=zs.class_to_tag, top_classes=np.array(zs.top_classes))
+        save_npz(out / "imagenet_head.npz", weight=zs.weight, bias=zs.bias)
+        methods["zeroshot"] = Decoding("zeroshot", "zeroshot.npz", top=zs.top_classes)
+    return methods
+
+
+def fresh_bundle_dir(out: Path, index: TagIndex, open_dir: Path | None, vocabulary_dir: Path | None) -> Path:
+    """Create `out` afresh with the training-tag index and, when given, the open index and vocabulary files."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    index.save(out / "index")
+    if open_dir is not None:
+        shutil.copytree(open_dir, out / "open")
+    if vocabulary_dir is not None:
+        (out / "vocabulary").mkdir()
+        for name in ("words.jsonl", "synset_words.json", "imagenet.json"):
+            if (Path(vocabulary_dir) / name).is_file():
+                shutil.copyfile(Path(vocabulary_dir) / name, out / "vocabulary" / name)
+    return out

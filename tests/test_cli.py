@@ -261,7 +261,9 @@ def library_tags(root: Path, names: list[str], bundle: Path, seed: int) -> dict[
         )
     finally:
         torch.set_num_threads(threads)
-    return {name: tagger.tag(f[None], top_k=10, samples=100, seed=seed)[0] for name, f in feats.items()}
+    return {
+        name: tagger.tag(f[None], top_k=10, seed=seed)[0] for name, f in feats.items()
+    }  # bundle's decoding
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pipeline.tag_embeddings import run as embed
 from pipeline.tag_eval import Params, run
 from tagan import metrics
 from tagan.baselines import class_to_tag_matrix
+from tagan.bundle import Bundle
 from tagan.config import Runtime, from_dict
 from tagan.tagger import Tagger
 from tagan.tagging import read_tag_data
@@ -116,13 +117,21 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
     assert (tmp_path / "rep" / "tag_examples.md").read_text().count("\n|") >= 5
     assert (tmp_path / "rep" / "tag_examples.png").stat().st_size > 0
 
-    for method in ("prior", "knn", "classifier", "regressor"):  # the CLI's tagger is the evaluated one
-        tags = Tagger.load(tmp_path / "bundle", method).tag(data.features[test], top_k=10)
+    bundle = Bundle.load(tmp_path / "bundle")
+    assert set(bundle.methods) == {"prior", "knn", "classifier", "regressor", "cgan_paper", "cgan_paper_tuned",
+                                   "cgan_strong", "cgan_strong_tuned"}  # fmt: skip
+    assert bundle.methods["cgan_strong_tuned"].samples == cfg.tuned_samples
+    for (
+        method
+    ) in bundle.methods:  # every row is what the CLI's Tagger gives with its defaults (no samples=...)
+        tags = Tagger.load(tmp_path / "bundle", method).tag(data.features[test], top_k=cfg.top_k)
         got = metrics.tagging_metrics([[w for w, _ in t] for t in tags], truth, 12)
         assert got == pytest.approx({k: m[f"{method}.{k}"] for k in got}), method
+        assert bundle.test_metrics[method]["p_at_5"] == pytest.approx(m[f"{method}.p_at_5"])
     knn = Tagger.load(tmp_path / "bundle", "knn")
     cgan = Tagger.load(tmp_path / "bundle", "cgan")
-    assert cgan.method == "cgan_strong" and cgan.info["vocab_size"] == 12
+    assert cgan.method == "cgan_strong_tuned" and cgan.info["vocab_size"] == 12
+    assert cgan.path("cat") == []  # no open vocabulary in this bundle
     out = cgan.tag(data.features[test[:3]], top_k=4, samples=6, seed=0)
     assert out == cgan.tag(data.features[test[:3]], top_k=4, samples=6, seed=0) and all(
         len(t) <= 4 for t in out

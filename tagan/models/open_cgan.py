@@ -1,0 +1,245 @@
+"""The open-vocabulary tag CGAN: G(z, p, x) -> a word of a 2.6k-word head, conditioned on the ImageNet posterior.
+
+Mirza & Osindero (2014, Sec. 4.2) generate tag vectors from image features; here the condition also carries
+the photo knowledge of the backbone: its ImageNet-1k class posterior p(c|x). Like ConSE (Norouzi et al. 2014)
+the posterior is mapped into the word space, but learnt (G is trained on class -> WordNet word pairs beside
+the collection's image -> human tag pairs) rather than a fixed convex combination; like DeViSE (Frome et al.
+2013) image and label meet in a word-vector space, but the image network stays frozen.
+
+G: noise -> hidden, posterior -> hidden, features -> hidden (replaced by a learnt "no features" vector
+when the feature gate is off), joint linear -> logits over the head words (+ `prior_weight` * log of the
+WordNet class -> word table applied to p); a Gumbel-softmax draw mixes the head's word vectors (training)
+or picks one word (`hard`, sampling: an exact draw from G's categorical distribution).
+D: projection discriminator psi(h(t)) + <embed(p) + gate * embed(x), h(t)>.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tagan.models.tag_cgan import FeatureNorm, init_weights
+from tagan.tagging import TagIndex, Tags, l2_normalize
+
+
+@dataclass
+class OpenCGANConfig:
+    """Network shape of the open tag CGAN (params.yaml `open_cgan.model`); sizes of the data are filled in."""
+
+    noise_dim: int = 32
+    g_noise_hidden: int = 64
+    g_post_hidden: int = 256
+    g_feat_hidden: int = 256
+    g_dropout: float = 0.3
+    temperature: float = 0.3  # Gumbel-softmax temperature of the training samples
+    prior_weight: float = 1.0  # weight of log(p @ T) added to G's logits (0 = off)
+    d_hidden: int = 256
+    feature_dim: int = 1280  # filled in from the data
+    n_classes: int = 1000
+    tag_dim: int = 384
+    n_words: int = 0  # head size
+
+    def __post_init__(self) -> None:
+        from tagan import config
+
+        for key in (
+            "noise_dim",
+            "g_noise_hidden",
+            "g_post_hidden",
+            "g_feat_hidden",
+            "d_hidden",
+            "temperature",
+        ):
+            config.positive(key, getattr(self, key))
+        config.in_range("g_dropout", self.g_dropout, 0.0, 0.99)
+        config.check(self.prior_weight >= 0, "prior_weight", f"must be >= 0, got {self.prior_weight}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Generator(nn.Module):
+    """G(z, p, x, gate) -> head logits (B, W) and a tag vector (B, D)."""
+
+    def __init__(self, cfg: OpenCGANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.norm = FeatureNorm(cfg.feature_dim)
+        self.noise = nn.Sequential(nn.Linear(cfg.noise_dim, cfg.g_noise_hidden), nn.ReLU())  # (B, Hn)
+        self.post = nn.Sequential(
+            nn.Linear(cfg.n_classes, cfg.g_post_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)
+        )
+        self.feat = nn.Sequential(
+            nn.Linear(cfg.feature_dim, cfg.g_feat_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)
+        )
+        self.missing = nn.Parameter(torch.zeros(cfg.g_feat_hidden))  # the feature branch when gated off
+        self.joint = nn.Linear(cfg.g_noise_hidden + cfg.g_post_hidden + cfg.g_feat_hidden, cfg.n_words)
+        self.register_buffer("head_vectors", torch.zeros(cfg.n_words, cfg.tag_dim))  # (W, D)
+        self.register_buffer("prior", torch.zeros(cfg.n_classes, cfg.n_words))  # (C, W) class -> word table
+
+    def cond_logits(self, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """The noise-free part of the logits (B, W): posterior and feature branches (+ the WordNet prior)."""
+        hp = self.post(post)  # (B, Hp)
+        hf = self.feat(self.norm(x))  # (B, Hf)
+        g = gate[:, None]
+        hf = g * hf + (1 - g) * self.missing
+        w = self.joint.weight[:, self.cfg.g_noise_hidden :]  # (W, Hp + Hf)
+        out = F.linear(torch.cat([hp, hf], dim=1), w, self.joint.bias)  # (B, W)
+        if self.cfg.prior_weight > 0:
+            out = out + self.cfg.prior_weight * torch.log(post @ self.prior + 1e-4)
+        return out
+
+    def noise_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The noise part of the logits (B, W)."""
+        return F.linear(self.noise(z), self.joint.weight[:, : self.cfg.g_noise_hidden])
+
+    def forward(
+        self, z: torch.Tensor, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tag vector (B, D): Gumbel-softmax mix of head vectors, logits (B, W))."""
+        logits = self.cond_logits(post, x, gate) + self.noise_logits(
+            z
+        )  # same as joint(cat[noise, post, feat])
+        u = torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9)
+        probs = F.softmax((logits - torch.log(-torch.log(u))) / self.cfg.temperature, dim=1)  # (B, W)
+        return probs @ self.head_vectors, logits
+
+
+class Discriminator(nn.Module):
+    """D(t, p, x, gate) -> one logit per pair (B,): psi(h(t)) + <embed(p) + gate * embed(x), h(t)>."""
+
+    def __init__(self, cfg: OpenCGANConfig) -> None:
+        super().__init__()
+        h = cfg.d_hidden
+        self.norm = FeatureNorm(cfg.feature_dim)
+        self.tag = nn.Sequential(
+            nn.Linear(cfg.tag_dim, h), nn.LeakyReLU(0.2), nn.Linear(h, h), nn.LeakyReLU(0.2)
+        )
+        self.post = nn.Linear(cfg.n_classes, h)
+        self.feat = nn.Linear(cfg.feature_dim, h)
+        self.out = nn.Linear(h, 1)
+
+    def forward(
+        self, t: torch.Tensor, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor
+    ) -> torch.Tensor:
+        h = self.tag(t)  # (B, H)
+        e = self.post(post) + gate[:, None] * self.feat(self.norm(x))  # (B, H)
+        return self.out(h).squeeze(1) + (h * e).sum(1)
+
+
+def build(cfg: OpenCGANConfig) -> tuple[Generator, Discriminator]:
+    """A freshly initialised (G, D) pair (N(0, 0.02) weights)."""
+    g, d = Generator(cfg), Discriminator(cfg)
+    init_weights(g)
+    init_weights(d)
+    return g, d
+
+
+@torch.no_grad()
+def sample_words(
+    g: Generator, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, samples: int, seed: int = 0
+) -> torch.Tensor:
+    """Hard samples: (B, S) head-word ids, each an exact draw from softmax(G's logits) (the Gumbel-max trick).
+
+    The posterior/feature part of the logits is computed once per image; only the noise part per sample.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)  # numpy's ziggurat draws the (S, W) noise ~10x faster than torch's
+    base = g.cond_logits(post, x, gate)  # (B, W)
+    out = []
+    for i in range(base.shape[0]):
+        z = torch.randn(samples, g.cfg.noise_dim, generator=gen)  # (S, Z)
+        logits = base[i : i + 1] + g.noise_logits(z)  # (S, W)
+        e = torch.from_numpy(rng.standard_exponential(tuple(logits.shape), dtype=np.float32))  # E ~ Exp(1)
+        out.append((logits - e.log_()).argmax(1))  # -log(E) is Gumbel noise: an exact categorical draw
+    return torch.stack(out)  # (B, S)
+
+
+class OpenDecoder:
+    """Serves an open CGAN checkpoint: posterior from features, optional feature gate, hard samples, votes.
+
+    A hard sample IS a head word's vector, a row of the open index, so its FAISS nearest neighbours are a
+    fixed list per head word (its own word first: cosine 1): they are looked up once at load, and decoding
+    needs no search per photo (the same votes as `tagging.decode_votes` on the sampled vectors).
+    """
+
+    def __init__(
+        self, g: Generator, head_rows: np.ndarray, index: TagIndex, head: tuple[np.ndarray, np.ndarray],
+        train_features: np.ndarray | None = None, table_k: int = 20,
+    ) -> None:  # fmt: skip
+        self.g, self.index = g.eval(), index
+        self.train_features = None if train_features is None else l2_normalize(train_features)  # (N, F)
+        self.weight, self.bias = torch.from_numpy(head[0]), torch.from_numpy(head[1])
+        self.head_rows = head_rows  # (W,) open-index row of each head word
+        sims, nn_idx = index.search(index.vectors[head_rows], table_k)  # (W, k): own word first
+        self.table, self.table_sims = nn_idx, sims
+
+    @classmethod
+    def load(
+        cls, ckpt: dict[str, Any], index: TagIndex, head: tuple[np.ndarray, np.ndarray],
+        train_features: np.ndarray | None = None,
+    ) -> OpenDecoder:  # fmt: skip
+        cfg = OpenCGANConfig(**ckpt["config"]["model"])
+        g = Generator(cfg)
+        g.load_state_dict(ckpt["state_dict"]["generator"])
+        words = ckpt["config"]["head"]
+        missing = [w for w in words if w not in index.word_index]
+        if missing:
+            from tagan.utils import UserError
+
+            raise UserError(
+                f"open CGAN head words missing from the open index ({missing[:3]}); rebuild the model"
+            )
+        rows = np.array([index.word_index[w] for w in words], dtype=np.int64)
+        return cls(g, rows, index, head, train_features)
+
+    def gate(self, features: np.ndarray, feature_gate: float) -> np.ndarray:
+        """1 for images whose cosine to the nearest training image is >= feature_gate, else 0: (B,)."""
+        if feature_gate <= 0:
+            return np.ones(len(features), np.float32)
+        if feature_gate > 1 or self.train_features is None:
+            return np.zeros(len(features), np.float32)
+        nearest = (l2_normalize(features) @ self.train_features.T).max(axis=1)  # (B,)
+        return (nearest >= feature_gate).astype(np.float32)
+
+    def inputs(
+        self, features: np.ndarray, feature_gate: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(posterior (B, C), features (B, F), gate (B,)) for G."""
+        f = np.asarray(features, dtype=np.float32)
+        x = torch.from_numpy(f)
+        post = torch.softmax(x @ self.weight.T + self.bias, dim=1)  # (B, C)
+        return post, x, torch.from_numpy(self.gate(f, feature_gate))
+
+    def tag(
+        self, features: np.ndarray, *, samples: int, neighbors: int, top_k: int, seed: int = 0,
+        allowed: set[str] | None = None, feature_gate: float = 2.0,
+    ) -> Tags:  # fmt: skip
+        """Top-k words per image by votes of `samples` hard samples, each voting for its `neighbors` nearest words."""
+        post, x, gate = self.inputs(features, feature_gate)
+        ids = sample_words(self.g, post, x, gate, samples, seed).numpy()  # (B, S)
+        k = min(neighbors, self.table.shape[1])
+        v = len(self.index)
+        cand = None if allowed is None else np.array([w in allowed for w in self.index.words])
+        out: Tags = []
+        for row in ids:
+            idx, sims = self.table[row, :k].reshape(-1), self.table_sims[row, :k].reshape(-1)  # (S*k,)
+            counts = np.bincount(idx, minlength=v).astype(np.float64)
+            simsum = np.bincount(idx, weights=sims, minlength=v)
+            key = counts + 1e-6 * simsum / max(len(idx), 1)  # ties break on summed cosine (as decode_votes)
+            if cand is not None:
+                key = np.where(cand, key, -1.0)
+            order = np.argsort(-key, kind="stable")[:top_k]
+            out.append(
+                [
+                    (self.index.words[j], float(counts[j] / len(idx)))
+                    for j in order
+                    if counts[j] > 0 and key[j] >= 0
+                ]
+            )
+        return out

@@ -1,0 +1,218 @@
+"""The open decode vocabulary: common WordNet nouns + ImageNet-1k class lemmas + their broader words + training tags.
+
+Sources (all offline): WordNet 3.0 (Debian `wordnet-base`, read with nltk, see tagan.wordnet), word
+frequencies from PyPI `wordfreq` (Zipf scale, `large` English list), the ImageNet-1k wnids from the
+label files of the PyPI `timm` wheel, and the training tags of the collection (data/tags/vocab.json).
+
+Entries, in this order (a word already present only gains a source):
+1. `imagenet`: every lemma of every ImageNet-1k class synset (forced in; that synset is its sense).
+2. `hypernym`: for each non-generic synset on those classes' hypernym chains, its most frequent lemma
+   when the lemma's Zipf frequency >= `hypernym_min_zipf` (canine, carnivore, mammal, ...).
+3. `training`: every training tag, verbatim (its sense: its first WordNet noun sense, if any).
+4. `wordnet`: the `size` most frequent other WordNet noun lemmas with Zipf >= `min_zipf`: no proper
+   nouns (capitalised lemmas), no digits, at most `max_tokens` words; sense = first (most frequent) sense.
+Each entry carries its WordNet hypernym chain (nearest first, generic upper-ontology synsets dropped,
+at most `hypernym_hops` synsets) and the vocabulary names every synset it can: the first lemma of the
+synset that is a vocabulary word (WordNet lists the usual name first: koala before native bear).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tagan.utils import UserError, read_json, write_json, write_text
+from tagan.wordnet import GENERIC_SYNSETS, ancestors, display, hypernym_chain, wnid_to_synset
+
+_OK_WORD = re.compile(r"^[a-z][a-z' \-]*[a-z]$")
+
+
+def zipf_frequency(word: str) -> float:
+    """wordfreq's Zipf frequency of an English word or phrase (large list); 0 for unknown words."""
+    from wordfreq import zipf_frequency as zf
+
+    return float(zf(word, "en", wordlist="large"))
+
+
+def normalize(word: str) -> str:
+    """Lower case, underscores and hyphens as spaces, single spaces ("North_America" -> "north america")."""
+    return re.sub(r"[\s_\-]+", " ", word.strip().lower()).strip()
+
+
+@dataclass
+class VocabEntry:
+    """One decodable tag with its WordNet sense and broader senses."""
+
+    word: str  # as decoded and written to sidecars: "golden retriever" (training tags verbatim)
+    synset: str | None  # primary WordNet noun synset, e.g. "golden_retriever.n.01"
+    zipf: float  # wordfreq Zipf frequency
+    sources: list[str] = field(default_factory=list)  # imagenet | hypernym | training | wordnet
+    path: list[str] = field(default_factory=list)  # hypernym synsets, nearest first, generic removed
+
+
+@dataclass
+class ImageNetClasses:
+    """The 1000 ImageNet-1k classes as WordNet knowledge (aligned with the backbone's outputs)."""
+
+    wnids: list[str]
+    synsets: list[str]
+    lemmas: list[list[str]]  # display forms, first = the class name
+    ancestors: list[dict[str, int]]  # synset -> fewest hypernym hops (self 0), all paths
+
+    @property
+    def names(self) -> list[str]:
+        return [ls[0] for ls in self.lemmas]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ImageNetClasses:
+        return cls(**d)
+
+
+@dataclass
+class Vocabulary:
+    """Ordered entries with lookups by word, plus the word naming each synset."""
+
+    entries: list[VocabEntry]
+    synset_words: dict[str, str] = field(default_factory=dict)  # synset -> vocabulary word naming it
+
+    def __post_init__(self) -> None:
+        self.index = {e.word: i for i, e in enumerate(self.entries)}
+        if len(self.index) != len(self.entries):
+            raise ValueError("vocabulary words must be unique")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def words(self) -> list[str]:
+        return [e.word for e in self.entries]
+
+    def broader(self, word: str, max_up: int = 8) -> list[str]:
+        """Vocabulary words of the senses above `word`, nearest first (at most `max_up`); [] if unknown."""
+        i = self.index.get(word)
+        if i is None:
+            return []
+        out: list[str] = []
+        for syn in self.entries[i].path:
+            w = self.synset_words.get(syn)
+            if w and w != word and w not in out:
+                out.append(w)
+            if len(out) >= max_up:
+                break
+        return out
+
+    def save(self, directory: Path) -> None:
+        """words.jsonl (one entry per line) + synset_words.json in `directory`."""
+        directory = Path(directory)
+        write_text(directory / "words.jsonl", "".join(json.dumps(asdict(e)) + "\n" for e in self.entries))
+        write_json(directory / "synset_words.json", dict(sorted(self.synset_words.items())))
+
+    @classmethod
+    def load(cls, directory: Path) -> Vocabulary:
+        directory = Path(directory)
+        if not (directory / "words.jsonl").is_file():
+            raise UserError(f"no vocabulary in {directory}; build it with `dvc repro vocabulary`")
+        lines = (directory / "words.jsonl").read_text().splitlines()
+        entries = [VocabEntry(**json.loads(line)) for line in lines if line.strip()]
+        return cls(entries, read_json(directory / "synset_words.json"))
+
+
+def imagenet_classes(wn: Any, wnids: Sequence[str]) -> ImageNetClasses:
+    """WordNet senses, lemmas and ancestors of the ImageNet classes `wnids`."""
+    synsets = [wnid_to_synset(wn, w) for w in wnids]
+    return ImageNetClasses(
+        wnids=list(wnids),
+        synsets=[s.name() for s in synsets],
+        lemmas=[[display(lemma.name()).lower() for lemma in s.lemmas()] for s in synsets],
+        ancestors=[ancestors(s) for s in synsets],
+    )
+
+
+def build_vocabulary(
+    wn: Any,
+    *,
+    size: int = 20000,
+    min_zipf: float = 1.0,
+    max_tokens: int = 3,
+    hypernym_min_zipf: float = 2.5,
+    hypernym_hops: int = 8,
+    imagenet_wnids: Sequence[str] = (),
+    training_tags: Iterable[str] = (),
+    freq: Callable[[str], float] = zipf_frequency,
+    generic: frozenset[str] = GENERIC_SYNSETS,
+) -> Vocabulary:
+    """The open vocabulary (see the module docstring); `size` counts the `wordnet` words only."""
+    entries: dict[str, VocabEntry] = {}
+    keys: dict[str, str] = {}  # normalized form -> word: "north_america" and "north america" are one tag
+
+    def add(word: str, synset: Any | None, source: str, zipf: float | None = None) -> None:
+        key = normalize(word)
+        if key in keys:
+            e = entries[keys[key]]
+            if source not in e.sources:
+                e.sources.append(source)
+            return
+        keys[key] = word
+        chain = hypernym_chain(synset, generic)[:hypernym_hops] if synset is not None else []
+        entries[word] = VocabEntry(
+            word,
+            synset.name() if synset is not None else None,
+            freq(key) if zipf is None else zipf,
+            [source],
+            chain,
+        )
+
+    classes = [wnid_to_synset(wn, w) for w in imagenet_wnids]
+    for syn in classes:
+        for lemma in syn.lemmas():
+            add(display(lemma.name()).lower(), syn, "imagenet")
+    above = sorted({a for syn in classes for a in ancestors(syn)} - {s.name() for s in classes} - generic)
+    for name in above:
+        syn = wn.synset(name)
+        scored = [
+            (freq(display(lemma.name())), display(lemma.name()))
+            for lemma in syn.lemmas()
+            if lemma.name() == lemma.name().lower() and _OK_WORD.match(display(lemma.name()))
+        ]
+        if scored:
+            z, word = max(scored)
+            if z >= hypernym_min_zipf:
+                add(word, syn, "hypernym", z)
+    for tag in training_tags:
+        senses = wn.synsets(normalize(tag).replace(" ", "_"), "n")
+        add(tag, senses[0] if senses else None, "training")
+    candidates: dict[str, float] = {}
+    for syn in wn.all_synsets("n") if size > 0 else ():
+        for lemma in syn.lemmas():
+            name = lemma.name()
+            word = display(name)
+            if name != name.lower() or word in candidates or normalize(word) in keys:
+                continue
+            if not _OK_WORD.match(word) or len(word.split()) > max_tokens:
+                continue
+            candidates[word] = freq(word)
+    ranked = sorted((w for w, z in candidates.items() if z >= min_zipf), key=lambda w: (-candidates[w], w))
+    for word in ranked[:size]:
+        add(word, wn.synsets(word.replace(" ", "_"), "n")[0], "wordnet", candidates[word])
+    return Vocabulary(list(entries.values()), name_synsets(wn, entries))
+
+
+def name_synsets(wn: Any, entries: dict[str, VocabEntry]) -> dict[str, str]:
+    """For every primary sense and every synset on a chain: its first lemma that is a vocabulary word."""
+    lookup = {normalize(w): w for w in entries}
+    wanted = {s for e in entries.values() for s in e.path} | {e.synset for e in entries.values() if e.synset}
+    names: dict[str, str] = {}
+    for name in sorted(wanted):
+        for lemma in wn.synset(name).lemmas():
+            w = lookup.get(normalize(lemma.name()))
+            if w is not None:
+                names[name] = w
+                break
+    return names
