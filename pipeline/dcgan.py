@@ -98,7 +98,7 @@ def run(
         metrics.update(svm_metrics(
             d, cfg.model, splits, labels_per_class=cfg.svm_labels_per_class, c_grid=cfg.svm_c_grid,
             scaling=cfg.svm_scaling, grid=cfg.feature_grid, layers=cfg.feature_layers, seed=cfg.seed,
-            device=device,
+            device=device, n_jobs=runtime.num_threads or -1,  # the SVM fits on as many cores as torch
         ))  # fmt: skip
         if dataset == "mnist":
             judge = load_classifier(classifier, device)

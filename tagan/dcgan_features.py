@@ -116,6 +116,7 @@ def svm_accuracy(
     seed: int,
     scaling: str = "none",
     dual: bool = False,
+    n_jobs: int = 1,
 ) -> tuple[float, float]:
     """Linear L2-SVM (squared hinge), C by 5-fold CV on the training set: (test accuracy, C).
 
@@ -124,6 +125,7 @@ def svm_accuracy(
     scales differ 1000-fold (a trained D's deep layers against a random D's); "standard" z-scores every
     feature (with thousands of features and 1000 images it blows near-dead features up into noise).
     dual=False is liblinear's primal Newton solver, whose cost hardly grows with C (the dual one's does).
+    n_jobs: processes for the grid search's fits (joblib; -1 = every core), the same result for any n_jobs.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -144,7 +146,7 @@ def svm_accuracy(
     svm = LinearSVC(loss="squared_hinge", dual=dual, max_iter=5000, random_state=seed)
     model = make_pipeline(StandardScaler() if scaling == "standard" else "passthrough", svm)
     folds = StratifiedKFold(n_splits=min(5, int(np.bincount(train_y).min())), shuffle=True, random_state=seed)
-    search = GridSearchCV(model, {"linearsvc__C": list(c_grid)}, cv=folds, n_jobs=1)
+    search = GridSearchCV(model, {"linearsvc__C": list(c_grid)}, cv=folds, n_jobs=n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(train_x, train_y)
@@ -177,6 +179,7 @@ def svm_metrics(
     layers: Sequence[int],
     seed: int,
     device: torch.device,
+    n_jobs: int = 1,
 ) -> dict[str, float]:
     """Linear-SVM test accuracy on trained-D and random-D features (conv layers `layers`, and all of them,
     the paper's protocol) and on raw pixels, with the chosen C's, mean squared feature norms and margins."""
@@ -194,7 +197,7 @@ def svm_metrics(
     out: dict[str, float] = {}
     for name, (lab, test) in features.items():
         t0 = time.perf_counter()
-        acc, c = svm_accuracy(lab, y_lab, test, y_test, c_grid, seed, scaling)
+        acc, c = svm_accuracy(lab, y_lab, test, y_test, c_grid, seed, scaling, n_jobs=n_jobs)
         out[f"{name}_accuracy"] = round(acc, 5)
         out[f"{name}_c"] = c
         out[f"{name}_sq_norm"] = round(unit_scale(lab) ** 2, 3)  # mean squared norm before any scaling

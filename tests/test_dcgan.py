@@ -209,7 +209,7 @@ def test_stage_run_writes_all_outputs(dataset: str, tmp_path: Path, monkeypatch)
     out = [tmp_path / "out" / n for n in names]
     cfg = tiny(steps=3)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=2))
-    metrics = run(cfg, config.Runtime(device="cpu"), dataset, npz, clf, *out)
+    metrics = run(cfg, config.Runtime(device="cpu", num_threads=1), dataset, npz, clf, *out)
     assert all(p.exists() for p in out)
     assert utils.read_json(out[1]) == metrics
     for name in (
