@@ -73,8 +73,8 @@ def dcgan_table() -> str:
     ):
         rows.append(f"| {label} | {cell(sets['mnist'], key)} | {cell(sets['fashion'], key)} |")
     for key, label in (
-        ("svm_margin_over_random_d", "**margin over the random D, layers 2+3**"),
-        ("svm_all_layers_margin_over_random_d", "margin over the random D, every layer"),
+        ("svm_margin_over_random_d", "**margin over the random D, layers 2+3 (points)**"),
+        ("svm_all_layers_margin_over_random_d", "margin over the random D, every layer (points)"),
     ):
         margins = [sets[name].get(key) for name in sets]
         rows.append(
