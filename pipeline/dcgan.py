@@ -1,6 +1,6 @@
-"""Stage dcgan: train a DCGAN on 32x32 padded MNIST, then use its D as a feature extractor (linear SVM).
+"""Stage dcgan: train a DCGAN on 32x32 padded MNIST or Fashion-MNIST, then use its D as a feature extractor.
 
-python -m pipeline.dcgan --data data/mnist/mnist.npz --classifier data/models/mnist_classifier.pt ...
+python -m pipeline.dcgan --dataset mnist --data data/mnist/mnist.npz --classifier data/models/mnist_classifier.pt ...
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tagan.dcgan_features import (
     write_walk_png,
 )
 from tagan.mnist_eval import evaluate_generator, parzen_only
-from tagan.models.dcgan import ModelConfig, build
+from tagan.models.dcgan import ModelConfig, build, valid_layers
 from tagan.models.mnist import load_classifier
 from tagan.readers.mnist import load_npz
 
@@ -32,17 +32,17 @@ from tagan.readers.mnist import load_npz
 class Params:
     """The `dcgan` section of params.yaml."""
 
-    dataset: Literal["mnist", "fashion"] = "mnist"  # the path comes from dvc.yaml: data/mnist/<dataset>.npz
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: gan.OptimConfig = field(default_factory=gan.OptimConfig)
     train: gan.TrainConfig = field(default_factory=lambda: gan.TrainConfig(steps=2500))
     svm_labels_per_class: int = 100  # labelled training images per digit for the SVM (paper: 1000 total)
     svm_c_grid: list[float] = field(
-        default_factory=lambda: [0.0001, 0.0003, 0.001, 0.003, 0.01]
-    )  # C by 5-fold CV
-    svm_scaling: Literal["none", "standard"] = "none"  # standard: z-score every feature before the SVM
+        default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]
+    )  # C by 5-fold CV on the labelled images
+    svm_scaling: Literal["none", "unit", "standard"] = "unit"  # unit: one divisor, mean squared norm 1
     feature_grid: int = 4  # D's conv features max-pooled to grid x grid
+    feature_layers: list[int] = field(default_factory=lambda: [2, 3])  # headline: D's conv layers (1-based)
     eval_samples: int = 10000
     sigma_grid: list[float] = field(default_factory=lambda: [0.08, 0.1, 0.12, 0.14, 0.17, 0.2, 0.25, 0.3])
     walk_rows: int = 8
@@ -52,12 +52,21 @@ class Params:
         for key in ("svm_labels_per_class", "feature_grid", "eval_samples", "walk_rows", "walk_steps"):
             config.positive(key, getattr(self, key))
         config.positive_list("svm_c_grid", self.svm_c_grid)
+        config.check(
+            valid_layers(self.feature_layers),
+            "feature_layers",
+            f"must be an increasing non-empty subset of [1, 2, 3], got {self.feature_layers}",
+        )
         config.positive_list("sigma_grid", self.sigma_grid)
+
+
+Dataset = Literal["mnist", "fashion"]
 
 
 def run(
     cfg: Params,
     runtime: config.Runtime,
+    dataset: Dataset,
     data: Path,
     classifier: Path,
     model_out: Path,
@@ -66,18 +75,19 @@ def run(
     samples_png: Path,
     walk_png: Path,
 ) -> dict[str, Any]:
-    """Train the DCGAN, evaluate it (SVM on D features + baselines, Parzen, FID), write checkpoint/plots/PNGs."""
+    """Train the DCGAN on `dataset` (read from `data`), evaluate it (SVM on D features + baselines, Parzen; on
+    MNIST also the judge's Frechet distance), write checkpoint/plots/PNGs."""
     device, info = training.setup(runtime)
-    mnist = load_npz(data)
-    if cfg.dataset == "mnist" and not classifier.exists():
+    splits = load_npz(data)  # MNIST or Fashion-MNIST: the same splits and arrays
+    if dataset == "mnist" and not classifier.exists():
         raise utils.UserError(f"{classifier} not found; build it with `dvc repro mnist_classifier`")
-    task = gan.ImageGANTask(to_dcgan_input(mnist["x_train"]).to(device), cfg.model.z_dim)  # (N, 1, 32, 32)
+    task = gan.ImageGANTask(to_dcgan_input(splits["x_train"]).to(device), cfg.model.z_dim)  # (N, 1, 32, 32)
 
     utils.seed_everything(cfg.seed)
     g, d = (training.to_device(m, device) for m in build(cfg.model))
     fitted = gan.fit(
-        task, g, d, cfg.train, cfg.optim, name="dcgan", config_dict=config.to_dict(cfg), seed=cfg.seed,
-        noise_seed=cfg.seed + 1, info=info,
+        task, g, d, cfg.train, cfg.optim, name=f"dcgan_{dataset}", config_dict=config.to_dict(cfg),
+        seed=cfg.seed, noise_seed=cfg.seed + 1, info=info,
     )  # fmt: skip
 
     metrics: dict[str, Any] = {}
@@ -86,16 +96,17 @@ def run(
         t0 = time.perf_counter()
         samples = to_unit_28(generate(g, fixed_noise(cfg.eval_samples, cfg.model.z_dim, cfg.seed + 12345)))
         metrics.update(svm_metrics(
-            d, cfg.model, mnist, labels_per_class=cfg.svm_labels_per_class, c_grid=cfg.svm_c_grid,
-            scaling=cfg.svm_scaling, grid=cfg.feature_grid, seed=cfg.seed, device=device,
+            d, cfg.model, splits, labels_per_class=cfg.svm_labels_per_class, c_grid=cfg.svm_c_grid,
+            scaling=cfg.svm_scaling, grid=cfg.feature_grid, layers=cfg.feature_layers, seed=cfg.seed,
+            device=device, n_jobs=runtime.num_threads or -1,  # the SVM fits on as many cores as torch
         ))  # fmt: skip
-        if cfg.dataset == "mnist":
+        if dataset == "mnist":
             judge = load_classifier(classifier, device)
             metrics.update(
-                evaluate_generator(samples, None, mnist, judge, np.asarray(cfg.sigma_grid), device)
+                evaluate_generator(samples, None, splits, judge, np.asarray(cfg.sigma_grid), device)
             )
         else:  # the MNIST classifier means nothing on clothes: Parzen LL only
-            metrics.update(parzen_only(samples, mnist, np.asarray(cfg.sigma_grid), device))
+            metrics.update(parzen_only(samples, splits, np.asarray(cfg.sigma_grid), device))
         metrics.update({
             "steps": cfg.train.steps,
             "train_seconds": round(fitted.train_seconds, 1),
@@ -105,7 +116,7 @@ def run(
 
         utils.save_checkpoint(
             model_out,
-            {"model": cfg.model.to_dict(), "params": config.to_dict(cfg)},
+            {"model": cfg.model.to_dict(), "params": config.to_dict(cfg), "dataset": dataset},
             {"g": g.state_dict(), "d": d.state_dict()},
         )
         utils.write_csv(plot_out, fitted.rows)
@@ -119,18 +130,18 @@ def run(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", choices=("mnist", "fashion"), default="mnist")
     ap.add_argument("--data", type=Path, default=Path("data/mnist/mnist.npz"))
     ap.add_argument("--classifier", type=Path, default=Path("data/models/mnist_classifier.pt"))
-    ap.add_argument("--model", type=Path, default=Path("data/models/dcgan.pt"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/dcgan.json"))
-    ap.add_argument("--plot", type=Path, default=Path("plots/dcgan_loss.csv"))
-    ap.add_argument("--samples", type=Path, default=Path("reports/dcgan_samples.png"))
-    ap.add_argument("--walk", type=Path, default=Path("reports/dcgan_walk.png"))
+    ap.add_argument("--model", type=Path, default=Path("data/models/dcgan_mnist.pt"))
+    ap.add_argument("--metrics", type=Path, default=Path("metrics/dcgan_mnist.json"))
+    ap.add_argument("--plot", type=Path, default=Path("plots/dcgan_mnist_loss.csv"))
+    ap.add_argument("--samples", type=Path, default=Path("reports/dcgan_mnist_samples.png"))
+    ap.add_argument("--walk", type=Path, default=Path("reports/dcgan_mnist_walk.png"))
     args = ap.parse_args()
     cfg, runtime = config.load_stage(Params, "dcgan")
-    run(
-        cfg, runtime, args.data, args.classifier, args.model, args.metrics, args.plot, args.samples, args.walk
-    )
+    run(cfg, runtime, args.dataset, args.data, args.classifier, args.model, args.metrics, args.plot,
+        args.samples, args.walk)  # fmt: skip
 
 
 if __name__ == "__main__":

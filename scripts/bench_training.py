@@ -175,9 +175,8 @@ def worker(version: str, preset: str, steps: int, mnist: Path, tags: Path, param
         if stage == "mnist_cgan":
             module.run(cfg, runtime, mnist, clf, *(out / f for f in ("m.pt", "m.json", "l.csv", "s.png")))
         elif stage == "dcgan":
-            module.run(
-                cfg, runtime, mnist, clf, *(out / f for f in ("m.pt", "m.json", "l.csv", "s.png", "w.png"))
-            )
+            data = (mnist, clf) if version == "old" else ("mnist", mnist, clf)  # new: the dataset comes first
+            module.run(cfg, runtime, *data, *(out / f for f in ("m.pt", "m.json", "l.csv", "s.png", "w.png")))
         else:
             module.run(cfg, runtime, preset.split(".")[1], tags / "items.jsonl", tags / "vocab.json", tags / "features.npz",
                        tags / "emb", out / "m.pt", out / "l.csv")  # fmt: skip

@@ -2,7 +2,9 @@
 
 The feature protocol (Radford et al. 2016, Sec. 5.1): every conv layer of the trained D max-pooled
 to a small grid, a linear L2-SVM on 1000 labelled training images, test accuracy; beside it the same
-SVM on raw pixels and on a randomly initialised D of the same architecture.
+SVM on raw pixels and on a randomly initialised D of the same architecture. The headline uses D's
+deeper layers only, for both Ds: unscaled, a random D's every-layer features are dominated by its
+first layer (a strong random-filter kernel on digits), a trained D's by its deep ones.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +63,18 @@ def write_walk_png(path: Path, g: nn.Module, z_dim: int, rows: int, steps: int, 
 
 
 @torch.inference_mode()
-def extract_features(d: Discriminator, images: torch.Tensor, grid: int, batch: int = 1000) -> np.ndarray:
-    """D's pooled conv features (N, F) of images (N, 1, 32, 32), D in eval mode."""
+def extract_features(
+    d: Discriminator, images: torch.Tensor, grid: int, layers: Sequence[int] = (1, 2, 3), batch: int = 1000
+) -> np.ndarray:
+    """D's pooled features (N, F) of conv layers `layers` for images (N, 1, 32, 32), D in eval mode."""
     was_training = d.training
     d.eval()
     device = training.module_device(d)
     feats = torch.cat(
-        [d.features(images[i : i + batch].to(device), grid).cpu() for i in range(0, len(images), batch)]
+        [
+            d.features(images[i : i + batch].to(device), grid, layers).cpu()
+            for i in range(0, len(images), batch)
+        ]
     )
     d.train(was_training)
     return feats.numpy()
@@ -86,6 +94,19 @@ def labelled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray
     return np.sort(np.concatenate(picks))
 
 
+def unit_scale(train_x: np.ndarray) -> float:
+    """The one number that divides features to a mean squared norm of 1 over the training vectors."""
+    return float(np.sqrt((np.asarray(train_x, dtype=np.float64) ** 2).sum(1).mean())) or 1.0
+
+
+def span_basis(x: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
+    """(F, r) orthonormal basis of the span of the rows of x (N, F), r <= N, from the N x N Gram matrix."""
+    x = np.asarray(x, dtype=np.float64)
+    eigval, eigvec = np.linalg.eigh(x @ x.T)  # X X^T = U diag(s^2) U^T
+    keep = eigval > rtol * eigval.max()
+    return x.T @ (eigvec[:, keep] / np.sqrt(eigval[keep]))  # V = X^T U S^-1
+
+
 def svm_accuracy(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -94,11 +115,17 @@ def svm_accuracy(
     c_grid: list[float],
     seed: int,
     scaling: str = "none",
+    dual: bool = False,
+    n_jobs: int = 1,
 ) -> tuple[float, float]:
     """Linear L2-SVM (squared hinge), C by 5-fold CV on the training set: (test accuracy, C).
 
-    scaling "standard" z-scores every feature first; "none" keeps the features as they are (with a few
-    thousand features and 1000 images, z-scoring blows up near-dead features into noise).
+    scaling "unit" divides all features by one number (`unit_scale`): the same classifiers as "none" with C
+    times the mean squared norm, but one C grid then means the same regularisation for feature sets whose
+    scales differ 1000-fold (a trained D's deep layers against a random D's); "standard" z-scores every
+    feature (with thousands of features and 1000 images it blows near-dead features up into noise).
+    dual=False is liblinear's primal Newton solver, whose cost hardly grows with C (the dual one's does).
+    n_jobs: processes for the grid search's fits (joblib; -1 = every core), the same result for any n_jobs.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -106,52 +133,81 @@ def svm_accuracy(
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    if scaling == "none" and train_x.shape[1] > train_x.shape[0]:
-        # the SVM's weights lie in the span of its training features (representer theorem; every CV fold's
-        # too), so fitting in an orthonormal basis of that span gives the same classifier: 7168 -> 1000
-        # features for 1000 images, about 6x faster
-        basis = np.linalg.svd(train_x.astype(np.float64), full_matrices=False)[2]  # (N, F), orthonormal rows
-        train_x, test_x = train_x @ basis.T, test_x @ basis.T  # (N, N), (M, N)
-    svm = LinearSVC(loss="squared_hinge", dual="auto", max_iter=5000, random_state=seed)
+    if scaling == "unit":
+        scale = unit_scale(train_x)
+        train_x, test_x = train_x / scale, test_x / scale
+    basis = None
+    if scaling != "standard" and train_x.shape[1] > train_x.shape[0]:
+        # the SVM's weights (bias included, liblinear treats it as a constant feature) lie in the span of its
+        # training features (representer theorem; every CV fold's too), so fitting in an orthonormal basis of
+        # that span gives the same classifier: 7168 -> 1000 features for 1000 images, about 6x faster
+        basis = span_basis(train_x)  # (F, r)
+        train_x = train_x @ basis  # (N, r)
+    svm = LinearSVC(loss="squared_hinge", dual=dual, max_iter=5000, random_state=seed)
     model = make_pipeline(StandardScaler() if scaling == "standard" else "passthrough", svm)
     folds = StratifiedKFold(n_splits=min(5, int(np.bincount(train_y).min())), shuffle=True, random_state=seed)
-    search = GridSearchCV(model, {"linearsvc__C": list(c_grid)}, cv=folds, n_jobs=1)
+    search = GridSearchCV(model, {"linearsvc__C": list(c_grid)}, cv=folds, n_jobs=n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(train_x, train_y)
-    acc = float((search.predict(test_x) == test_y).mean())
+    if basis is None:
+        pred = search.predict(test_x)
+    else:  # the weights mapped back to feature space: no need to project the test set
+        best = search.best_estimator_[-1]
+        scores = test_x @ (basis @ best.coef_.T) + best.intercept_  # (M, K), K = 1 for two classes
+        pred = best.classes_[scores.argmax(1) if scores.shape[1] > 1 else (scores[:, 0] > 0).astype(int)]
+    acc = float((pred == test_y).mean())
     return acc, float(search.best_params_["linearsvc__C"])
+
+
+def layer_columns(d: Discriminator, grid: int, layers: Sequence[int]) -> np.ndarray:
+    """Column indices of conv layers `layers` (1-based) in D's every-layer features."""
+    widths = [block[0].out_channels * grid * grid for block in d.blocks]
+    starts = np.cumsum([0, *widths])
+    return np.concatenate([np.arange(starts[i - 1], starts[i]) for i in layers])
 
 
 def svm_metrics(
     d: Discriminator,
     model: ModelConfig,
-    mnist: dict[str, np.ndarray],
+    data: dict[str, np.ndarray],
     *,
     labels_per_class: int,
     c_grid: list[float],
     scaling: str,
     grid: int,
+    layers: Sequence[int],
     seed: int,
     device: torch.device,
+    n_jobs: int = 1,
 ) -> dict[str, float]:
-    """SVM accuracy on the test set from trained-D features, raw pixels and a randomly initialised D."""
-    idx = labelled_subset(mnist["y_train"], labels_per_class, seed)
-    x_lab, y_lab = to_dcgan_input(mnist["x_train"][idx]), mnist["y_train"][idx]
-    x_test, y_test = to_dcgan_input(mnist["x_test"]), mnist["y_test"]
+    """Linear-SVM test accuracy on trained-D and random-D features (conv layers `layers`, and all of them,
+    the paper's protocol) and on raw pixels, with the chosen C's, mean squared feature norms and margins."""
+    idx = labelled_subset(data["y_train"], labels_per_class, seed)
+    x_lab, y_lab = to_dcgan_input(data["x_train"][idx]), data["y_train"][idx]
+    x_test, y_test = to_dcgan_input(data["x_test"]), data["y_test"]
     torch.manual_seed(seed + 99)  # the random-D baseline: same architecture, fresh N(0, 0.02) weights
     d_random = Discriminator(model).to(device)
+    features = {"svm_raw_pixels": (x_lab.flatten(1).numpy(), x_test.flatten(1).numpy())}
+    chosen = layer_columns(d, grid, layers)
+    for name, net in (("svm_dcgan", d), ("svm_random_d", d_random)):
+        lab, test = extract_features(net, x_lab, grid), extract_features(net, x_test, grid)  # every layer
+        features[name] = (lab[:, chosen], test[:, chosen])
+        features[f"{name}_all_layers"] = (lab, test)
     out: dict[str, float] = {}
-    candidates = {
-        "svm_dcgan": lambda x: extract_features(d, x, grid),
-        "svm_random_d": lambda x: extract_features(d_random, x, grid),
-        "svm_raw_pixels": lambda x: x.flatten(1).numpy(),
-    }
-    for name, featurize in candidates.items():
+    for name, (lab, test) in features.items():
         t0 = time.perf_counter()
-        acc, c = svm_accuracy(featurize(x_lab), y_lab, featurize(x_test), y_test, c_grid, seed, scaling)
+        acc, c = svm_accuracy(lab, y_lab, test, y_test, c_grid, seed, scaling, n_jobs=n_jobs)
         out[f"{name}_accuracy"] = round(acc, 5)
         out[f"{name}_c"] = c
-        log.info("%s: test accuracy %.4f (C=%g, %.1fs)", name, acc, c, time.perf_counter() - t0)
+        out[f"{name}_sq_norm"] = round(unit_scale(lab) ** 2, 3)  # mean squared norm before any scaling
+        log.info("%s (%d features): test accuracy %.4f (C=%g, %.1fs)", name, lab.shape[1], acc, c,
+                 time.perf_counter() - t0)  # fmt: skip
+        if c in (min(c_grid), max(c_grid)) and len(c_grid) > 1:
+            log.warning("%s: cross-validation chose C=%g at the end of svm_c_grid; widen the grid", name, c)
+    out["svm_margin_over_random_d"] = round(out["svm_dcgan_accuracy"] - out["svm_random_d_accuracy"], 5)
+    out["svm_all_layers_margin_over_random_d"] = round(
+        out["svm_dcgan_all_layers_accuracy"] - out["svm_random_d_all_layers_accuracy"], 5
+    )
     out["svm_labels"] = len(idx)
     return out

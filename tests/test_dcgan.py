@@ -13,7 +13,16 @@ from torch import nn
 
 from pipeline.dcgan import Params, run
 from tagan import config, gan, training, utils
-from tagan.dcgan_features import labelled_subset, svm_accuracy, to_dcgan_input, to_unit_28
+from tagan.dcgan_features import (
+    extract_features,
+    labelled_subset,
+    layer_columns,
+    span_basis,
+    svm_accuracy,
+    to_dcgan_input,
+    to_unit_28,
+    unit_scale,
+)
 from tagan.models.dcgan import ModelConfig, build
 
 
@@ -41,6 +50,26 @@ def test_shapes_and_features() -> None:
     assert x.shape == (3, 1, 32, 32) and x.abs().max() <= 1  # tanh output
     assert d(x).shape == (3,)
     assert d.features(x).shape == (3, (4 + 8 + 16) * 16)  # every conv layer max-pooled to 4x4
+    assert d.features(x, layers=[2, 3]).shape == (3, (8 + 16) * 16)  # the headline: the deeper layers
+    assert d.features(x, grid=2, layers=[1]).shape == (3, 4 * 4)
+    every = d.features(x)
+    assert torch.equal(d.features(x, layers=[3]), every[:, (4 + 8) * 16 :])
+    every = extract_features(d, x, 4)  # (eval mode: batch-norm running statistics)
+    for layers in ([1], [2, 3], [1, 3]):  # the stage slices every-layer features instead of running D twice
+        assert np.array_equal(every[:, layer_columns(d, 4, layers)], extract_features(d, x, 4, layers))
+    for bad in ([], [3, 2], [0], [4], [2, 2]):
+        with pytest.raises(ValueError, match="layers"):
+            d.features(x, layers=bad)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("feature_layers", []), ("feature_layers", [3, 2]), ("feature_layers", [0, 1]), ("feature_layers", [4]),
+     ("svm_scaling", "minmax"), ("svm_c_grid", [0.1, -1.0])],
+)  # fmt: skip
+def test_bad_params_name_the_key(key: str, value: object) -> None:
+    with pytest.raises(config.ParamsError, match=key):
+        tiny(**{key: value})
 
 
 def test_paper_guidelines() -> None:
@@ -78,6 +107,52 @@ def test_svm_separates_separable_classes() -> None:
     assert acc == 1.0 and c in (0.01, 1.0)
 
 
+def overlapping_classes(n_features: int, seed: int = 2) -> tuple[np.ndarray, ...]:
+    """4 overlapping classes (train 60, test 200): accuracies well below 1, so C matters."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, n_features)) * 0.3
+    y, y_test = np.repeat(np.arange(4), 15), np.arange(200) % 4
+    return (
+        centres[y] + rng.normal(size=(60, n_features)),
+        y,
+        centres[y_test] + rng.normal(size=(200, n_features)),
+        y_test,
+    )
+
+
+@pytest.mark.parametrize("n_features", [20, 300])  # fewer and more features than images (the span basis)
+def test_unit_scaling_makes_the_svm_scale_free(n_features: int) -> None:
+    x, y, x_test, y_test = overlapping_classes(n_features)
+    grid = [0.01, 0.1, 1.0, 10.0]
+    for factor in (1e-3, 1e3):
+        scaled = svm_accuracy(x * factor, y, x_test * factor, y_test, grid, seed=0, scaling="unit")
+        assert scaled == pytest.approx(svm_accuracy(x, y, x_test, y_test, grid, seed=0, scaling="unit"))
+    assert unit_scale(x / unit_scale(x)) == pytest.approx(1.0)
+
+
+def test_unit_scaling_is_unscaled_svm_with_c_times_the_squared_norm() -> None:
+    """Dividing by s and fitting with C = fitting unscaled with C / s^2, but for liblinear's penalised bias."""
+    from sklearn.svm import LinearSVC
+
+    x, y, x_test, _ = overlapping_classes(20)
+    x, x_test = x + 5.0, x_test + 5.0  # far from the origin: the bias matters, so fit it unpenalised
+    s = unit_scale(x)
+    big = 1e4  # intercept_scaling: the bias feature's own penalty becomes negligible
+    a = LinearSVC(C=0.1, dual=False, intercept_scaling=big / s).fit(x / s, y)
+    b = LinearSVC(C=0.1 / s**2, dual=False, intercept_scaling=big).fit(x, y)
+    np.testing.assert_allclose(a.coef_ / s, b.coef_, rtol=1e-3, atol=1e-6)
+    assert np.array_equal(a.predict(x_test / s), b.predict(x_test))
+
+
+def test_span_basis_is_orthonormal_and_spans_the_rows() -> None:
+    x = np.random.default_rng(3).normal(size=(30, 200))
+    x[-1] = x[0] + x[1]  # rank 29
+    basis = span_basis(x)
+    assert basis.shape == (200, 29)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(29), atol=1e-8)
+    np.testing.assert_allclose(x @ basis @ basis.T, x, atol=1e-8)  # projecting onto the span keeps the rows
+
+
 def test_svm_in_the_span_of_wide_features_matches_the_plain_svm() -> None:
     from sklearn.svm import LinearSVC
 
@@ -89,6 +164,10 @@ def test_svm_in_the_span_of_wide_features_matches_the_plain_svm() -> None:
     acc, _ = svm_accuracy(x, y, x_test, y_test, [0.01], seed=0)
     plain = LinearSVC(C=0.01, max_iter=5000, random_state=0).fit(x, y)
     assert acc == pytest.approx(float((plain.predict(x_test) == y_test).mean()), abs=0.01)
+    binary = y < 2  # two classes: one weight vector
+    acc2, _ = svm_accuracy(x[binary], y[binary], x_test, np.minimum(y_test, 1), [0.01], seed=0)
+    plain2 = LinearSVC(C=0.01, max_iter=5000, random_state=0).fit(x[binary], y[binary])
+    assert acc2 == pytest.approx(float((plain2.predict(x_test) == np.minimum(y_test, 1)).mean()), abs=0.01)
 
 
 @pytest.fixture(scope="module")
@@ -120,21 +199,42 @@ def test_same_seed_same_weights(images: torch.Tensor, tmp_path: Path, monkeypatc
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_stage_run_writes_all_outputs(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("dataset", ["mnist", "fashion"])
+def test_stage_run_writes_all_outputs(dataset: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")
     npz, clf = write_fixtures(tmp_path)
+    if dataset == "fashion":
+        clf = tmp_path / "absent.pt"  # Fashion-MNIST never needs the MNIST judge
     names = ["model.pt", "metrics.json", "loss.csv", "samples.png", "walk.png"]
     out = [tmp_path / "out" / n for n in names]
     cfg = tiny(steps=3)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=2))
-    metrics = run(cfg, config.Runtime(device="cpu"), npz, clf, *out)
+    metrics = run(cfg, config.Runtime(device="cpu", num_threads=1), dataset, npz, clf, *out)
     assert all(p.exists() for p in out)
     assert utils.read_json(out[1]) == metrics
-    for key in ("svm_dcgan_accuracy", "svm_random_d_accuracy", "svm_raw_pixels_accuracy", "parzen_ll", "fid"):
-        assert key in metrics
+    for name in (
+        "svm_dcgan",
+        "svm_random_d",
+        "svm_dcgan_all_layers",
+        "svm_random_d_all_layers",
+        "svm_raw_pixels",
+    ):
+        assert 0 <= metrics[f"{name}_accuracy"] <= 1 and metrics[f"{name}_c"] in cfg.svm_c_grid
+    assert metrics["svm_margin_over_random_d"] == pytest.approx(
+        metrics["svm_dcgan_accuracy"] - metrics["svm_random_d_accuracy"]
+    )
+    assert "parzen_ll" in metrics and ("fid" in metrics) == (dataset == "mnist")
     from PIL import Image
 
     assert Image.open(out[4]).size == (3 * 30 + 2, 2 * 30 + 2)  # walk: rows x steps
     state = utils.load_checkpoint(out[0])
     assert state["config"]["model"]["d_width"] == 4 and set(state["state_dict"]) == {"g", "d"}
+    assert state["config"]["dataset"] == dataset
     assert not list((tmp_path / "resume").glob("*.pt"))
+
+
+def test_mnist_needs_the_judge(tmp_path: Path) -> None:
+    npz, _ = write_fixtures(tmp_path)
+    with pytest.raises(utils.UserError, match="mnist_classifier"):
+        run(tiny(), config.Runtime(device="cpu"), "mnist", npz, tmp_path / "absent.pt",
+            *(tmp_path / n for n in ("m.pt", "m.json", "l.csv", "s.png", "w.png")))  # fmt: skip

@@ -6,6 +6,7 @@ G's output and D's input, ReLU in G with tanh output, LeakyReLU 0.2 in D, N(0, 0
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -82,13 +83,23 @@ class Discriminator(nn.Module):
         return self.out(x).flatten()  # (B,)
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor, grid: int = 4) -> torch.Tensor:
-        """Every conv layer's output max-pooled to grid x grid, flattened and joined: (B, 7c * grid^2)."""
+    def features(self, x: torch.Tensor, grid: int = 4, layers: Sequence[int] = (1, 2, 3)) -> torch.Tensor:
+        """Conv layers `layers` (1-based) max-pooled to grid x grid, flattened and joined: (B, sum C_l * grid^2)."""
+        if not valid_layers(layers, len(self.blocks)):
+            raise ValueError(
+                f"layers must be an increasing non-empty subset of 1..{len(self.blocks)}, got {layers}"
+            )
         feats = []
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks[: max(layers)], start=1):
             x = block(x)
-            feats.append(F.adaptive_max_pool2d(x, grid).flatten(1))  # (B, C_l * grid^2)
+            if i in layers:
+                feats.append(F.adaptive_max_pool2d(x, grid).flatten(1))  # (B, C_l * grid^2)
         return torch.cat(feats, dim=1)
+
+
+def valid_layers(layers: Sequence[int], depth: int = 3) -> bool:
+    """Whether `layers` is a non-empty increasing list of D's conv layers, numbered 1..depth."""
+    return len(layers) > 0 and list(layers) == sorted(set(layers)) and set(layers) <= set(range(1, depth + 1))
 
 
 def build(cfg: ModelConfig) -> tuple[Generator, Discriminator]:
