@@ -17,7 +17,7 @@ from tagan.models.mnist import ClassifierConfig, MnistClassifier
 from tagan.models.mnist_cgan import Maxout, ModelConfig, build, sample_noise
 
 PAPER = {
-    "model": dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform", dropout=0.5, spectral_norm=False),
+    "model": dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform_sym", d_dropout=0.5, d_label_scale=10.0, spectral_norm=False),
     "optim": dict(optimizer="sgd", lr=0.1, lr_decay=1.00004, momentum=0.5, momentum_final=0.7,
                   momentum_ramp_steps=100, max_norm=1.9365),
     "train": dict(batch_size=16),
@@ -46,7 +46,7 @@ def fit(cfg: Params, data: tuple[torch.Tensor, torch.Tensor]) -> gan.FitResult:
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("disc", ["concat", "projection"])
 def test_shapes(arch: str, disc: str) -> None:
-    cfg = ModelConfig(arch=arch, discriminator=disc, z_dim=12, g_width=8, d_width=8, dropout=0.5)
+    cfg = ModelConfig(arch=arch, discriminator=disc, z_dim=12, g_width=8, d_width=8, g_dropout=0.5, d_dropout=0.5)
     g, d = build(cfg)
     z, y = torch.rand(5, 12), torch.arange(5)
     x = g(z, y)
@@ -206,7 +206,7 @@ def test_missing_classifier_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_sample_scale_shrinks_noise_around_its_mean() -> None:
-    for noise, mean in (("normal", 0.0), ("uniform", 0.5)):
+    for noise, mean in (("normal", 0.0), ("uniform", 0.5), ("uniform_sym", 0.0)):
         cfg = ModelConfig(noise=noise, z_dim=4000)
         z1 = sample_noise(3, cfg, torch.Generator().manual_seed(0))
         z_half = sample_noise(3, cfg, torch.Generator().manual_seed(0), scale=0.5)

@@ -7,6 +7,7 @@ projection (Miyato & Koyama 2018: D(x, y) = psi(phi(x)) + embed(y) . phi(x)).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -28,19 +29,28 @@ class ModelConfig:
     arch: Literal["mlp", "conv"] = "conv"
     discriminator: Literal["concat", "projection"] = "projection"
     z_dim: int = 64
-    noise: Literal["uniform", "normal"] = "normal"
+    # uniform: U[0, 1) (the paper's text: "the unit hypercube"); uniform_sym: U[-sqrt 3, sqrt 3), zero mean and
+    # unit variance (the authors' pylearn2 Generator(noise='uniform')); normal: N(0, 1)
+    noise: Literal["uniform", "uniform_sym", "normal"] = "normal"
     g_width: int = 64  # conv: channels of G's 14x14 layer (7x7 has twice as many)
     d_width: int = 64  # conv: channels of D's 14x14 layer (7x7 has twice as many)
-    dropout: float = 0.0  # mlp: dropout after every hidden layer of G and D (paper: 0.5)
+    # mlp: dropout after every hidden layer (paper: 0.5 in both; the authors' code trains G undropped:
+    # AdversaryCost2's generator_default_input_include_prob is 1)
+    g_dropout: float = 0.0
+    d_dropout: float = 0.0
+    # mlp concat D: value of the hot entry of the one-hot label D reads. Neither the paper nor the authors' code
+    # scales y; with SGD a plain one-hot (energy 1) trails the image (energy ~100) and D ignores the label
+    d_label_scale: float = 1.0
     spectral_norm: bool = True  # conv: spectral norm on every D layer
     sample_scale: float = (
         1.0  # spread of the noise when sampling (1 = as trained; < 1 truncates towards its mean)
     )
 
     def __post_init__(self) -> None:
-        for key in ("z_dim", "g_width", "d_width", "sample_scale"):
+        for key in ("z_dim", "g_width", "d_width", "sample_scale", "d_label_scale"):
             config.positive(key, getattr(self, key))
-        config.in_range("dropout", self.dropout, 0.0, 0.9)
+        for key in ("g_dropout", "d_dropout"):
+            config.in_range(key, getattr(self, key), 0.0, 0.9)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,10 +63,13 @@ def sample_noise(
     device: Any = "cpu",
     scale: float = 1.0,
 ) -> torch.Tensor:
-    """Noise z of shape (n, z_dim): U[0, 1) (the paper's unit hypercube) or N(0, 1), spread by `scale`
-    around its mean (scale < 1 is the truncation trick of Brock et al. 2019)."""
+    """Noise z of shape (n, z_dim) as `cfg.noise` says, spread by `scale` around its mean (scale < 1 is the
+    truncation trick of Brock et al. 2019)."""
     if cfg.noise == "uniform":
         return 0.5 + (torch.rand(n, cfg.z_dim, generator=generator, device=device) - 0.5) * scale
+    if cfg.noise == "uniform_sym":
+        u = torch.rand(n, cfg.z_dim, generator=generator, device=device)
+        return (2 * u - 1) * (math.sqrt(3) * scale)
     return torch.randn(n, cfg.z_dim, generator=generator, device=device) * scale
 
 
@@ -78,7 +91,7 @@ class MLPGenerator(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        p = cfg.dropout
+        p = cfg.g_dropout
         self.z_path = nn.Sequential(nn.Linear(cfg.z_dim, 200), nn.ReLU(), nn.Dropout(p))  # (B, 200)
         self.y_path = nn.Sequential(nn.Linear(NUM_CLASSES, 1000), nn.ReLU(), nn.Dropout(p))  # (B, 1000)
         self.joint = nn.Sequential(
@@ -98,8 +111,9 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        p = cfg.dropout
+        p = cfg.d_dropout
         self.projection = cfg.discriminator == "projection"
+        self.label_scale = cfg.d_label_scale
         self.x_path = nn.Sequential(Maxout(IMAGE_PIXELS, 240, 5), nn.Dropout(p))  # (B, 240)
         if self.projection:
             self.joint = nn.Sequential(Maxout(240, 240, 4), nn.Dropout(p))  # (B, 240) = phi(x)
@@ -115,7 +129,7 @@ class MLPDiscriminator(nn.Module):
         if self.projection:
             phi = self.joint(hx)  # (B, 240)
             return self.out(phi).squeeze(1) + (self.embed(y) * phi).sum(1)  # (B,)
-        hy = self.y_path(F.one_hot(y, NUM_CLASSES).float())  # (B, 50)
+        hy = self.y_path(F.one_hot(y, NUM_CLASSES).float() * self.label_scale)  # (B, 50)
         return self.out(self.joint(torch.cat([hx, hy], dim=1))).squeeze(1)  # (B,)
 
 
