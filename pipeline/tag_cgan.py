@@ -40,6 +40,11 @@ class Params:
             "train.aux_weight",
             "needs model.output: vocab (the auxiliary loss is on G's vocabulary softmax)",
         )
+        config.check(
+            self.train.tag_scale == 1 or self.model.output == "linear",
+            "train.tag_scale",
+            "needs model.output: linear (the vocab head mixes the unit word vectors)",
+        )
 
 
 def run(
