@@ -163,8 +163,10 @@ def sample_hit_rate(g: Generator, data: TagData, index: TagIndex, split: str, sa
     return float(np.mean(hits))
 
 
-def val_p_at_5(g: Generator, data: TagData, index: TagIndex, samples: int, seed: int = 0) -> float:
-    """Val P@5 of G with `samples` generated vectors per image, each voting for its nearest word."""
+def val_p_at_5(
+    g: Generator, data: TagData, index: TagIndex, samples: int, seed: int = 0, neighbors: int = 1
+) -> float:
+    """Val P@5 of G with `samples` generated vectors per image, each voting for its `neighbors` nearest words."""
     rows = data.rows("val")
     if rows.size == 0:
         return float("nan")
@@ -173,6 +175,6 @@ def val_p_at_5(g: Generator, data: TagData, index: TagIndex, samples: int, seed:
     device = next(g.parameters()).device
     gen = sample(g, torch.from_numpy(data.features[rows]).to(device), samples, seed)  # (B, S, D)
     g.train(was_training)
-    tags = decode_votes(gen, index, neighbors=1, top_k=5)
+    tags = decode_votes(gen, index, neighbors=neighbors, top_k=5)
     predicted = [[w for w, _ in row] for row in tags]
     return metrics.tagging_metrics(predicted, [set(data.tags[r]) for r in rows], len(index))["p_at_5"]

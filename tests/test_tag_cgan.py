@@ -221,3 +221,12 @@ def test_tag_scale_scales_the_real_tag_vectors_d_sees(tiny_data):
     task = TagCGANTask.from_data(data, index, rows, tags, 4, scaled, torch.device("cpu"))
     batch = task.batch(torch.arange(5))
     assert torch.allclose(batch.real.norm(dim=1), torch.full((5,), 3.0))  # unit word vectors times 3
+
+
+def test_selection_can_score_with_the_papers_neighbour_votes(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
+    m = tiny_run(tiny_data, "nb", tmp_path, train={"select_every": 3}, select_samples=5, select_neighbors=3)
+    g = load_generator(load_checkpoint(tmp_path / "nb.pt"))
+    data = read_tag_data(*(tiny_data[k] for k in ("items", "vocab", "features")))
+    index = TagIndex.load(tiny_data["emb"])
+    assert val_p_at_5(g, data, index, 5, neighbors=3) == pytest.approx(m["selected_val_p_at_5"])
