@@ -7,6 +7,7 @@ under `torchrun --nproc_per_node N` (DDP, rank 0 writes) and resumes from its la
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,14 +32,21 @@ class Params:
     model: TagCGANConfig = field(default_factory=TagCGANConfig)
     optim: gan.OptimConfig = field(default_factory=lambda: gan.OptimConfig(optimizer="sgd", lr=0.1))
     train: tag_gan.TagTrainConfig = field(default_factory=lambda: tag_gan.TagTrainConfig(batch_size=100))
-    select_samples: int = 100  # generated vectors per val image when selecting (1 nearest word each)
+    select_samples: int = 100  # generated vectors per val image when selecting ...
+    select_neighbors: int = 1  # ... each voting for this many nearest words (the paper's decoding: 20)
 
     def __post_init__(self) -> None:
         config.positive("select_samples", self.select_samples)
+        config.positive("select_neighbors", self.select_neighbors)
         config.check(
             self.train.aux_weight == 0 or self.model.output == "vocab",
             "train.aux_weight",
             "needs model.output: vocab (the auxiliary loss is on G's vocabulary softmax)",
+        )
+        config.check(
+            self.train.tag_scale == 1 or self.model.output == "linear",
+            "train.tag_scale",
+            "needs model.output: linear (the vocab head mixes the unit word vectors)",
         )
 
 
@@ -65,7 +73,9 @@ def run(
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     g, d, sizes = tag_gan.build_for_data(cfg.model, data, index, rows)
     params_dict = config.to_dict(cfg)
-    val_p_at_5 = lambda sampler: tag_gan.val_p_at_5(sampler, data, index, cfg.select_samples)  # noqa: E731
+    val_p_at_5 = functools.partial(
+        tag_gan.val_p_at_5, data=data, index=index, samples=cfg.select_samples, neighbors=cfg.select_neighbors
+    )  # val P@5 of a G
     fitted = gan.fit(
         task, g.to(device), d.to(device), cfg.train, cfg.optim, name=f"tag_cgan_{preset}",
         config_dict={**params_dict, "pairs": len(rows)}, seed=cfg.seed, info=info,

@@ -16,7 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan import config, gan, metrics, training
-from tagan.models.tag_cgan import DataSizes, Discriminator, Generator, TagCGANConfig, build, sample
+from tagan.models.tag_cgan import (
+    DataSizes,
+    Discriminator,
+    Generator,
+    TagCGANConfig,
+    build,
+    sample,
+    sample_noise,
+)
 from tagan.tagging import TagData, TagIndex, decode_votes
 from tagan.utils import UserError
 
@@ -27,9 +35,13 @@ class TagTrainConfig(gan.TrainConfig):
 
     mismatch: float = 0.0  # weight of (real tag, wrong image) pairs shown to D as fake (matching-aware D)
     aux_weight: float = 0.0  # vocab head only: cross-entropy of the real tag under G's vocabulary softmax
+    # the real tag vectors D sees (and G learns to make) are the unit word vectors times this; sqrt(tag_dim)
+    # gives unit-variance components, like the standardised image features (decoding is by cosine)
+    tag_scale: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        config.positive("tag_scale", self.tag_scale)
         config.check(self.mismatch >= 0, "mismatch", f"must be >= 0, got {self.mismatch}")
         config.check(self.aux_weight >= 0, "aux_weight", f"must be >= 0, got {self.aux_weight}")
 
@@ -90,7 +102,7 @@ class TagCGANTask(gan.GANTask):
         """The task with features, vocabulary vectors and pairs kept on `device` as tensors."""
         return cls(
             torch.from_numpy(data.features).to(device),
-            torch.from_numpy(index.vectors).to(device),
+            torch.from_numpy(index.vectors).to(device) * train.tag_scale,
             torch.from_numpy(rows).to(device),
             torch.from_numpy(tag_ids).to(device),
             noise_dim,
@@ -110,13 +122,16 @@ class TagCGANTask(gan.GANTask):
     def generate(self, g: nn.Module, batch: gan.Batch) -> gan.Fake:
         x = batch.cond
         assert x is not None
-        if "g_cond_hidden" not in batch.cache:
+        plain = training.unwrap(g)
+        if "g_cond_hidden" not in batch.cache and plain.cond_hidden_is_fixed:
             # G's image branch before dropout does not change between the D step's and G's own G call (only
             # D learns in between): computed once per step, with its graph for G's step (same numbers)
             with torch.enable_grad():
-                batch.cache["g_cond_hidden"] = training.unwrap(g).cond_hidden(x)  # (B, g_cond_hidden)
-        z = torch.randn(len(x), self.noise_dim, device=x.device)  # (B, Z)
-        vec, logits = g(z, x, return_logits=True, cond_hidden=batch.cache["g_cond_hidden"])  # (B, D), (B, V)
+                batch.cache["g_cond_hidden"] = plain.cond_hidden(x)  # (B, g_cond_hidden)
+        z = sample_noise(len(x), plain.cfg, device=x.device)  # (B, Z)
+        vec, logits = g(
+            z, x, return_logits=True, cond_hidden=batch.cache.get("g_cond_hidden")
+        )  # (B, D), (B, V)
         return gan.Fake(vec, x, z, logits)
 
     def d_extra(self, d: nn.Module, batch: gan.Batch, kind: gan.Loss) -> torch.Tensor | None:
@@ -148,8 +163,10 @@ def sample_hit_rate(g: Generator, data: TagData, index: TagIndex, split: str, sa
     return float(np.mean(hits))
 
 
-def val_p_at_5(g: Generator, data: TagData, index: TagIndex, samples: int, seed: int = 0) -> float:
-    """Val P@5 of G with `samples` generated vectors per image, each voting for its nearest word."""
+def val_p_at_5(
+    g: Generator, data: TagData, index: TagIndex, samples: int, seed: int = 0, neighbors: int = 1
+) -> float:
+    """Val P@5 of G with `samples` generated vectors per image, each voting for its `neighbors` nearest words."""
     rows = data.rows("val")
     if rows.size == 0:
         return float("nan")
@@ -158,6 +175,6 @@ def val_p_at_5(g: Generator, data: TagData, index: TagIndex, samples: int, seed:
     device = next(g.parameters()).device
     gen = sample(g, torch.from_numpy(data.features[rows]).to(device), samples, seed)  # (B, S, D)
     g.train(was_training)
-    tags = decode_votes(gen, index, neighbors=1, top_k=5)
+    tags = decode_votes(gen, index, neighbors=neighbors, top_k=5)
     predicted = [[w for w, _ in row] for row in tags]
     return metrics.tagging_metrics(predicted, [set(data.tags[r]) for r in rows], len(index))["p_at_5"]

@@ -11,8 +11,17 @@ from pipeline.tag_cgan import Params, run
 from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
 from tagan.config import ParamsError, Runtime, from_dict
-from tagan.models.tag_cgan import DataSizes, Maxout, TagCGANConfig, build, load_generator, sample
-from tagan.tag_gan import val_p_at_5
+from tagan.models.layers import InputDropout
+from tagan.models.tag_cgan import (
+    DataSizes,
+    Maxout,
+    TagCGANConfig,
+    build,
+    load_generator,
+    sample,
+    sample_noise,
+)
+from tagan.tag_gan import TagCGANTask, TagTrainConfig, training_pairs, val_p_at_5
 from tagan.tagging import TagIndex, read_tag_data
 from tagan.utils import load_checkpoint
 from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data, tiny_tag_cgan_params
@@ -58,6 +67,51 @@ def test_sample_is_deterministic_in_seed():
     assert a.shape == (4, 6, 5) and torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_input_dropout_scales_kept_inputs_and_is_identity_in_eval():
+    drop = InputDropout(0.5, scale=1.0)
+    x = torch.ones(1000, 50)
+    y = drop(x)
+    assert set(y.unique().tolist()) == {0.0, 1.0} and 0.45 < y.mean().item() < 0.55  # no rescaling
+    assert set(InputDropout(0.2, scale=1.25)(x).unique().tolist()) == {0.0, 1.25}
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_pylearn2_dropout_drops_every_layers_input_and_keeps_state_dict_keys():
+    sizes = DataSizes(feature_dim=10, tag_dim=5)
+    torch_style = TagCGANConfig(**TINY)
+    pl2 = TagCGANConfig(
+        **TINY, dropout_style="pylearn2", g_dropout=0.5, g_dropout_scale=1.0, d_input_dropout=0.2
+    )
+    (g, d), (g2, d2) = build(torch_style, sizes), build(pl2, sizes)
+    assert g.state_dict().keys() == g2.state_dict().keys() and d.state_dict().keys() == d2.state_dict().keys()
+    drops = {n: (m.p, m.scale) for n, m in g2.named_modules() if isinstance(m, InputDropout)}
+    assert drops == {
+        "input_drop": (0.5, 1.0),
+        "noise_drop": (0.5, 1.0),
+        "cond.2": (0.5, 1.0),
+    }  # z, x; joint input
+    drops = {n: (m.p, m.scale) for n, m in d2.named_modules() if isinstance(m, InputDropout)}
+    assert drops == {"input_drop": (0.2, 1.25), "joint_drop": (0.5, 2.0), "drop": (0.5, 2.0)}
+    assert g.cond_hidden_is_fixed and not g2.cond_hidden_is_fixed and g2.eval().cond_hidden_is_fixed
+    # eval: no dropout anywhere, so the pylearn2 G computes what the same weights compute in torch style
+    g.load_state_dict(g2.state_dict())
+    x, z = torch.randn(3, 10), torch.randn(3, 4)
+    assert torch.equal(g.eval()(z, x), g2.eval()(z, x))
+    # train: G(z, x) varies with the dropout masks even for fixed z; g_dropout 0 makes it deterministic
+    g2.train()
+    assert not torch.equal(g2(z, x), g2(z, x))
+    g3, _ = build(TagCGANConfig(**TINY, dropout_style="pylearn2", g_dropout=0.0), sizes)
+    assert torch.equal(g3.train()(z, x), g3(z, x))
+
+
+def test_uniform_noise_and_init_ranges():
+    z = sample_noise(20000, TagCGANConfig(**TINY, noise="uniform"))
+    assert z.abs().max() <= 3**0.5 and abs(z.var().item() - 1) < 0.02 and abs(z.mean().item()) < 0.02
+    g, d = build(TagCGANConfig(**TINY, g_init_range=0.05, d_init_range=0.005), DataSizes(10, 5))
+    assert 0.04 < g.noise[0].weight.abs().max() <= 0.05 and 0.004 < d.out.weight.abs().max() <= 0.005
+    assert g.noise[0].bias.abs().max() == 0 and d.maxout.linear.bias.abs().max() == 0
+
+
 def test_params_reject_bad_values():
     with pytest.raises(ParamsError, match=r"^tag_cgan.paper.train.aux_weight: needs model.output: vocab"):
         from_dict(Params, {"train": {"aux_weight": 1.0}}, "tag_cgan.paper")
@@ -67,6 +121,14 @@ def test_params_reject_bad_values():
         from_dict(Params, {"model": {"noise_dim": 0}}, "tag_cgan.paper")
     with pytest.raises(ParamsError, match=r"^tag_cgan.paper.model.feature_dim: unknown key"):
         from_dict(Params, {"model": {"feature_dim": 1280}}, "tag_cgan.paper")  # comes from the data
+    with pytest.raises(
+        ParamsError, match=r"^tag_cgan.paper.model.d_input_dropout: needs dropout_style: pylearn2"
+    ):
+        from_dict(Params, {"model": {"d_input_dropout": 0.2}}, "tag_cgan.paper")
+    with pytest.raises(ParamsError, match=r"^tag_cgan.paper.train.tag_scale: needs model.output: linear"):
+        from_dict(Params, {"model": {"output": "vocab"}, "train": {"tag_scale": 14.0}}, "tag_cgan.paper")
+    with pytest.raises(ParamsError, match=r"^tag_cgan.paper.model.noise"):
+        from_dict(Params, {"model": {"noise": "spherical"}}, "tag_cgan.paper")
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +201,32 @@ def test_model_selection_keeps_the_best_val_step(tiny_data, tmp_path, monkeypatc
                       TagIndex.load(tiny_data["emb"]), 5) == pytest.approx(m["selected_val_p_at_5"])  # fmt: skip
     plain = tiny_run(tiny_data, "last", tmp_path, train={"aux_weight": 1.0}, **kw)
     assert plain["selected_step"] == 6
+
+
+def test_tiny_run_with_pylearn2_dropout_uniform_noise_and_irange_init(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
+    model = {"dropout_style": "pylearn2", "g_dropout": 0.5, "g_dropout_scale": 1.0, "d_input_dropout": 0.2,
+             "noise": "uniform", "g_init_range": 0.05, "d_init_range": 0.005}  # fmt: skip
+    m = tiny_run(tiny_data, "pl2", tmp_path, model=model)
+    assert m["steps"] == 6 and m["final_d_loss"] == m["final_d_loss"]  # finite
+    g = load_generator(load_checkpoint(tmp_path / "pl2.pt"))
+    assert g.cfg.noise == "uniform" and isinstance(g.input_drop, InputDropout)
+
+
+def test_tag_scale_scales_the_real_tag_vectors_d_sees(tiny_data):
+    data = read_tag_data(*(tiny_data[k] for k in ("items", "vocab", "features")))
+    index = TagIndex.load(tiny_data["emb"])
+    rows, tags = training_pairs(data, index)
+    scaled = TagTrainConfig(tag_scale=3.0)
+    task = TagCGANTask.from_data(data, index, rows, tags, 4, scaled, torch.device("cpu"))
+    batch = task.batch(torch.arange(5))
+    assert torch.allclose(batch.real.norm(dim=1), torch.full((5,), 3.0))  # unit word vectors times 3
+
+
+def test_selection_can_score_with_the_papers_neighbour_votes(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
+    m = tiny_run(tiny_data, "nb", tmp_path, train={"select_every": 3}, select_samples=5, select_neighbors=3)
+    g = load_generator(load_checkpoint(tmp_path / "nb.pt"))
+    data = read_tag_data(*(tiny_data[k] for k in ("items", "vocab", "features")))
+    index = TagIndex.load(tiny_data["emb"])
+    assert val_p_at_5(g, data, index, 5, neighbors=3) == pytest.approx(m["selected_val_p_at_5"])

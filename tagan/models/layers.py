@@ -19,3 +19,32 @@ class Maxout(nn.Module):
         # max, not amax: the same values, and a backward that routes the gradient by index instead of
         # building an equality mask (they differ only on exact ties, where amax splits the gradient)
         return h.max(dim=-1).values  # (..., units)
+
+
+class InputDropout(nn.Module):
+    """pylearn2's dropout: zero each input with probability p and multiply the kept ones by `scale`.
+
+    scale = 1 / (1 - p) is PyTorch's (inverted) dropout; pylearn2's `dropout_fprop` takes any scale (its GAN
+    cost's generator default is 1: no rescaling). The identity in eval mode.
+    """
+
+    def __init__(self, p: float, scale: float) -> None:
+        super().__init__()
+        self.p, self.scale = p, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1 - self.p)
+        return x * keep * self.scale
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, scale={self.scale}"
+
+
+def init_uniform(module: nn.Module, irange: float) -> None:
+    """Every Linear's weights U(-irange, irange), zero biases (pylearn2's `irange` init)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.uniform_(m.weight, -irange, irange)
+            nn.init.zeros_(m.bias)

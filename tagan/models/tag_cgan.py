@@ -5,10 +5,16 @@ G(z, x): noise -> hidden, image feature -> hidden, joint -> a tag vector. Two ou
 with Gumbel noise; the vector is the probability-weighted mix of vocabulary vectors, so samples
 land on words). D(t, x): tag vector and image feature -> maxout joint -> one logit, either by
 concatenation (the paper) or with a projection term <embed(x), h(t)> (Miyato & Koyama 2018).
+
+Dropout comes in two styles: `torch` (nn.Dropout after G's image branch and D's maxout) and `pylearn2`,
+the authors' `MLP.dropout_fprop`: every layer's *input* is dropped, the data inputs included, with a free
+scale on the kept units (their GAN cost's generator default is 1, no rescaling; D's yaml uses 1 / include
+prob). Init: N(0, 0.02) or pylearn2's U(-irange, irange).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -17,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan import config
-from tagan.models.layers import Maxout
+from tagan.models.layers import InputDropout, Maxout, init_uniform
 
 
 @dataclass
@@ -26,6 +32,9 @@ class TagCGANConfig:
     beside the data's DataSizes, so the model rebuilds without the stage."""
 
     noise_dim: int = 100
+    noise: Literal["gaussian", "uniform"] = (
+        "gaussian"  # z ~ N(0, 1) (the paper's text) | U(-sqrt3, sqrt3) (pylearn2's)
+    )
     g_noise_hidden: int = 500
     g_cond_hidden: int = 2000
     g_joint_hidden: int = 0  # 0 = the paper's single linear joint layer
@@ -38,6 +47,15 @@ class TagCGANConfig:
     d_maxout_pieces: int = 3
     d_dropout: float = 0.5
     discriminator: Literal["concat", "projection"] = "concat"
+    dropout_style: Literal["torch", "pylearn2"] = "torch"  # where dropout acts (see the module docstring)
+    g_dropout_scale: float = 0.0  # pylearn2: G's kept inputs times this (0 = 1 / (1 - g_dropout))
+    d_input_dropout: float = (
+        0.0  # pylearn2: drop probability of D's data inputs t and x (authors' MNIST: 0.2)
+    )
+    g_init_range: float = (
+        0.0  # > 0: G's weights U(-r, r) (pylearn2's irange; authors' MNIST G: 0.05); 0: N(0, 0.02)
+    )
+    d_init_range: float = 0.0  # the same for D (authors' MNIST D: 0.005)
 
     def __post_init__(self) -> None:
         for key in (
@@ -51,8 +69,16 @@ class TagCGANConfig:
             "temperature",
         ):
             config.positive(key, getattr(self, key))
-        for key in ("g_dropout", "d_dropout"):
+        for key in ("g_dropout", "d_dropout", "d_input_dropout"):
             config.in_range(key, getattr(self, key), 0.0, 0.99)
+        for key in ("g_dropout_scale", "g_init_range", "d_init_range"):
+            config.check(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
+        for key in ("g_dropout_scale", "d_input_dropout"):
+            config.check(
+                getattr(self, key) == 0 or self.dropout_style == "pylearn2",
+                key,
+                "needs dropout_style: pylearn2",
+            )
         config.check(self.g_joint_hidden >= 0, "g_joint_hidden", f"must be >= 0, got {self.g_joint_hidden}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,22 +113,44 @@ class FeatureNorm(nn.Module):
         return (x - self.mean) / self.std
 
 
+def sample_noise(
+    n: int, cfg: TagCGANConfig, generator: torch.Generator | None = None, device: Any = "cpu"
+) -> torch.Tensor:
+    """G's noise (n, noise_dim): N(0, 1) or U(-sqrt3, sqrt3) (zero mean, unit variance, pylearn2's `uniform`)."""
+    if cfg.noise == "uniform":
+        u = torch.rand(n, cfg.noise_dim, generator=generator, device=device)
+        return (2 * u - 1) * math.sqrt(3)
+    return torch.randn(n, cfg.noise_dim, generator=generator, device=device)
+
+
+def _dropout(cfg: TagCGANConfig, p: float, scale: float = 0.0) -> nn.Module:
+    """Dropout of the configured style: nn.Dropout(p), or pylearn2's with `scale` (0 = 1 / (1 - p))."""
+    if cfg.dropout_style == "torch":
+        return nn.Dropout(p)
+    return InputDropout(p, scale or 1 / (1 - p))
+
+
 class Generator(nn.Module):
     """G(z, x) -> a tag vector (B, tag_dim)."""
 
     def __init__(self, cfg: TagCGANConfig, sizes: DataSizes) -> None:
         super().__init__()
         self.cfg, self.sizes = cfg, sizes
+        p, scale = cfg.g_dropout, cfg.g_dropout_scale
+        pylearn2 = cfg.dropout_style == "pylearn2"
         self.norm = FeatureNorm(sizes.feature_dim)
+        # pylearn2: the first layers' inputs z and x are dropped too, and the joint layer's whole input
+        self.input_drop = _dropout(cfg, p, scale) if pylearn2 else nn.Identity()
         self.noise = nn.Sequential(nn.Linear(cfg.noise_dim, cfg.g_noise_hidden), nn.ReLU())  # (B, 500)
+        self.noise_drop = _dropout(cfg, p, scale) if pylearn2 else nn.Identity()  # (B, 500)
         self.cond = nn.Sequential(
-            nn.Linear(sizes.feature_dim, cfg.g_cond_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)
+            nn.Linear(sizes.feature_dim, cfg.g_cond_hidden), nn.ReLU(), _dropout(cfg, p, scale)
         )  # (B, 2000)
         joint_in = cfg.g_noise_hidden + cfg.g_cond_hidden
         out_dim = sizes.vocab_size if cfg.output == "vocab" else sizes.tag_dim
         layers: list[nn.Module] = []
         if cfg.g_joint_hidden:
-            layers += [nn.Linear(joint_in, cfg.g_joint_hidden), nn.ReLU(), nn.Dropout(cfg.g_dropout)]
+            layers += [nn.Linear(joint_in, cfg.g_joint_hidden), nn.ReLU(), _dropout(cfg, p, scale)]
             joint_in = cfg.g_joint_hidden
         layers.append(nn.Linear(joint_in, out_dim))  # (B, tag_dim) or (B, V) logits
         self.joint = nn.Sequential(*layers)
@@ -111,9 +159,15 @@ class Generator(nn.Module):
                 raise ValueError("output='vocab' needs vocab_size > 0")
             self.register_buffer("vocab_vectors", torch.zeros(sizes.vocab_size, sizes.tag_dim))  # (V, D)
 
+    @property
+    def cond_hidden_is_fixed(self) -> bool:
+        """Whether cond_hidden(x) is the same on every call (no pylearn2 dropout of x while training)."""
+        return not (self.training and isinstance(self.input_drop, InputDropout) and self.input_drop.p > 0)
+
     def cond_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """The image branch before its dropout (B, g_cond_hidden): the same for every noise draw."""
-        return self.cond[1](self.cond[0](self.norm(x)))
+        """The image branch before its output dropout (B, g_cond_hidden): the same for every noise draw
+        unless x itself is dropped (see cond_hidden_is_fixed)."""
+        return self.cond[1](self.cond[0](self.input_drop(self.norm(x))))
 
     def logits(
         self,
@@ -132,8 +186,8 @@ class Generator(nn.Module):
         elif cond_hidden is not None:
             h = self.cond[2](cond_hidden)  # (B, g_cond_hidden), dropout only
         else:
-            h = self.cond(self.norm(x))
-        return self.joint(torch.cat([self.noise(z), h], dim=1))
+            h = self.cond(self.input_drop(self.norm(x)))
+        return self.joint(torch.cat([self.noise_drop(self.noise(self.input_drop(z))), h], dim=1))
 
     def forward(
         self,
@@ -161,22 +215,26 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: TagCGANConfig, sizes: DataSizes) -> None:
         super().__init__()
         self.cfg, self.sizes = cfg, sizes
+        pylearn2 = cfg.dropout_style == "pylearn2"
         self.norm = FeatureNorm(sizes.feature_dim)
+        # pylearn2: D's data inputs t and x dropped with d_input_dropout, the maxout's input with d_dropout
+        self.input_drop = _dropout(cfg, cfg.d_input_dropout) if pylearn2 else nn.Identity()
         self.tag = nn.Sequential(nn.Linear(sizes.tag_dim, cfg.d_tag_hidden), nn.ReLU())  # (B, 500)
         self.cond = nn.Sequential(nn.Linear(sizes.feature_dim, cfg.d_cond_hidden), nn.ReLU())  # (B, 1200)
         joint_in = cfg.d_tag_hidden + (cfg.d_cond_hidden if cfg.discriminator == "concat" else 0)
+        self.joint_drop = _dropout(cfg, cfg.d_dropout) if pylearn2 else nn.Identity()
         self.maxout = Maxout(joint_in, cfg.d_maxout_units, cfg.d_maxout_pieces)  # (B, 1000)
-        self.drop = nn.Dropout(cfg.d_dropout)
+        self.drop = _dropout(cfg, cfg.d_dropout)  # the output layer's input (both styles)
         self.out = nn.Linear(cfg.d_maxout_units, 1)
         if cfg.discriminator == "projection":
             self.embed = nn.Linear(cfg.d_cond_hidden, cfg.d_maxout_units)  # image -> (B, 1000)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ht, hx = self.tag(t), self.cond(self.norm(x))
+        ht, hx = self.tag(self.input_drop(t)), self.cond(self.input_drop(self.norm(x)))  # (B, 500), (B, 1200)
         if self.cfg.discriminator == "concat":
-            h = self.drop(self.maxout(torch.cat([ht, hx], dim=1)))  # (B, 1000)
+            h = self.drop(self.maxout(self.joint_drop(torch.cat([ht, hx], dim=1))))  # (B, 1000)
             return self.out(h).squeeze(1)
-        h = self.drop(self.maxout(ht))  # (B, 1000)
+        h = self.drop(self.maxout(self.joint_drop(ht)))  # (B, 1000)
         return self.out(h).squeeze(1) + (h * self.embed(hx)).sum(1)  # psi(h) + <embed(x), h>
 
 
@@ -191,8 +249,11 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
 def build(cfg: TagCGANConfig, sizes: DataSizes) -> tuple[Generator, Discriminator]:
     """A freshly initialised (G, D) pair."""
     g, d = Generator(cfg, sizes), Discriminator(cfg, sizes)
-    init_weights(g)
-    init_weights(d)
+    for net, irange in ((g, cfg.g_init_range), (d, cfg.d_init_range)):
+        if irange:
+            init_uniform(net, irange)
+        else:
+            init_weights(net)
     return g, d
 
 
@@ -214,7 +275,7 @@ def sample(
     gen = torch.Generator(device=features.device).manual_seed(seed)
     b = features.shape[0]
     x = features.repeat_interleave(samples, dim=0)  # (B*S, F)
-    z = torch.randn(x.shape[0], g.cfg.noise_dim, generator=gen, device=features.device)  # (B*S, Z)
+    z = sample_noise(x.shape[0], g.cfg, gen, features.device)  # (B*S, Z)
     # In eval mode the image branch is the same for all S samples of an image: compute it once per image
     # (most of G's work; same numbers). In train mode each sample keeps its own dropout mask.
     h = None if g.training else g.cond(g.norm(features)).repeat_interleave(samples, dim=0)  # (B*S, H)
