@@ -105,6 +105,7 @@ def test_pylearn2_dropout_drops_every_layers_input_and_keeps_state_dict_keys():
 
 
 def test_uniform_noise_and_init_ranges():
+    torch.manual_seed(0)  # the init's extremes depend on the draw
     z = sample_noise(20000, TagCGANConfig(**TINY, noise="uniform"))
     assert z.abs().max() <= 3**0.5 and abs(z.var().item() - 1) < 0.02 and abs(z.mean().item()) < 0.02
     g, d = build(TagCGANConfig(**TINY, g_init_range=0.05, d_init_range=0.005), DataSizes(10, 5))
