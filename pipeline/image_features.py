@@ -11,8 +11,16 @@ from typing import Any
 
 from tagan import config
 from tagan.config import Runtime, positive
-from tagan.features import RESUME_DIR, FeatureConfig, compute_shard, merge, run_key, shard_bounds, shard_path
-from tagan.models.backbones import build_backbone
+from tagan.features import (
+    RESUME_DIR,
+    FeatureConfig,
+    compute_shard,
+    load_backbone,
+    merge,
+    run_key,
+    shard_bounds,
+    shard_path,
+)
 from tagan.readers.items import read_items
 from tagan.utils import UserError, resolve_device, set_threads, stage_main
 
@@ -57,13 +65,7 @@ def run(
     t0 = time.perf_counter()
     computed = {"images": 0, "skipped": 0, "seconds": 0.0}
     if todo:
-        backbone = build_backbone(
-            cfg.backbone,
-            resolve_device(runtime.device),
-            image_size=cfg.image_size,
-            fit=cfg.fit,
-            runtime=cfg.runtime,
-        )
+        backbone = load_backbone(cfg, resolve_device(runtime.device))  # the CLI's and photo_eval's path too
         for s in todo:
             a, b = bounds[s]
             log.info("shard %d/%d: images %d..%d", s, num_shards, a, b)

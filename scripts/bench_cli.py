@@ -162,6 +162,11 @@ def main() -> None:
     ap.add_argument(
         "--model", type=Path, default=ROOT / "data" / "tagger", help="bundle (default: data/tagger)"
     )
+    ap.add_argument(
+        "--baseline-model",
+        help="the baseline CLI's bundle: a path, or `synthetic` (a paper-size bundle with random "
+        "weights in the baseline's format, for bundles the baseline cannot read; default: --model)",
+    )
     ap.add_argument("--photos", type=int, default=10_000, help="distinct 640x480 JPEGs generated")
     ap.add_argument("--sizes", default="1000,10000", help="folder sizes for the CLI runs (memory flat?)")
     ap.add_argument("--baseline", default=BASELINE, help="git revision of today's code path")
@@ -192,6 +197,19 @@ def main() -> None:
             "today (torch)": (checkout(args.baseline, tmp_path / "baseline"), ""),
             "new (default)": (ROOT, "auto"),
         }
+        models = {name: model for name in sides}
+        if (
+            args.baseline_model == "synthetic"
+        ):  # the baseline cannot read a newer bundle: a paper-size one, built
+            tree, out = sides["today (torch)"][0], tmp_path / "baseline_tagger"  # by the baseline's own code
+            code = (
+                "import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/scripts']; import bench_cli; "
+                "from pathlib import Path; bench_cli.synthetic_bundle(Path(sys.argv[2]))"
+            )
+            subprocess.run([sys.executable, "-c", code, str(tree), str(out)], cwd=tree, check=True)
+            models["today (torch)"] = out
+        elif args.baseline_model is not None:
+            models["today (torch)"] = args.baseline_model
         features = None
         if not args.skip_features:
             subset = paths[: args.features_photos or len(paths)]
@@ -204,7 +222,7 @@ def main() -> None:
                 if args.baseline_max and count > args.baseline_max and name != "new (default)":
                     continue
                 log.info("tagan tag: %s on %d photos", name, count)
-                cli_runs[name, count] = run_cli_tree(tree, model, tmp_path / f"folder_{count}", count, paths,
+                cli_runs[name, count] = run_cli_tree(tree, models[name], tmp_path / f"folder_{count}", count, paths,
                                                      args.workers)  # fmt: skip
         parts = breakdown(sides, paths[: args.sample], tmp_path)
         tag_cpu = tagging_cpu(model, args.samples)

@@ -221,10 +221,11 @@ def feature_config(features_path: Path, backbone: str) -> FeatureConfig:
 
 
 def load_backbone(cfg: FeatureConfig, device: torch.device | str = "cpu") -> Backbone:
-    """The backbone exactly as `cfg` extracts features (name, input size, fit)."""
+    """The backbone exactly as `cfg` extracts features (name, input size, fit, runtime): the image_features
+    stage, photo_eval and the CLI all build it here."""
     from tagan.models.backbones import build_backbone
 
-    return build_backbone(cfg.backbone, device, image_size=cfg.image_size, fit=cfg.fit)
+    return build_backbone(cfg.backbone, device, image_size=cfg.image_size, fit=cfg.fit, runtime=cfg.runtime)
 
 
 def load_features(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -82,3 +82,13 @@ def test_runtime_choice_is_explicit() -> None:
         resolve_runtime("tensorrt", torch.device("cpu"))
     with pytest.raises(ParamsError, match="image_features.runtime"):
         from_dict(Params, {"runtime": "tensorrt"}, "image_features")
+
+
+def test_load_backbone_runs_the_runtime_of_the_feature_config() -> None:
+    # the image_features stage, photo_eval and the CLI build the backbone here: a bundle extracted with
+    # ONNX Runtime must be served by ONNX Runtime (the CLI once silently fell back to torch, 0.65x the speed)
+    from tagan.features import FeatureConfig, load_backbone
+
+    for runtime in ("torch", "onnxruntime"):
+        assert load_backbone(FeatureConfig(image_size=64, runtime=runtime), "cpu").runtime == runtime
+    assert load_backbone(FeatureConfig(image_size=64, runtime="auto"), "cpu").runtime == "onnxruntime"

@@ -124,7 +124,9 @@ def test_max_norm_caps_every_unit_of_the_paper_discriminator() -> None:
 
     torch.manual_seed(0)
     _, d = build_cgan(
-        ModelConfig(arch="mlp", discriminator="concat", z_dim=100, noise="uniform", g_dropout=0.5, d_dropout=0.5)
+        ModelConfig(
+            arch="mlp", discriminator="concat", z_dim=100, noise="uniform", g_dropout=0.5, d_dropout=0.5
+        )
     )
     weights = gan.max_norm_weights(d)
     assert len(weights) == 4  # three maxout layers' linear maps and the output layer

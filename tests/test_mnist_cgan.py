@@ -46,7 +46,9 @@ def fit(cfg: Params, data: tuple[torch.Tensor, torch.Tensor]) -> gan.FitResult:
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("disc", ["concat", "projection"])
 def test_shapes(arch: str, disc: str) -> None:
-    cfg = ModelConfig(arch=arch, discriminator=disc, z_dim=12, g_width=8, d_width=8, g_dropout=0.5, d_dropout=0.5)
+    cfg = ModelConfig(
+        arch=arch, discriminator=disc, z_dim=12, g_width=8, d_width=8, g_dropout=0.5, d_dropout=0.5
+    )
     g, d = build(cfg)
     z, y = torch.rand(5, 12), torch.arange(5)
     x = g(z, y)
