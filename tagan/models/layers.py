@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -43,8 +46,18 @@ class InputDropout(nn.Module):
 
 
 def init_uniform(module: nn.Module, irange: float) -> None:
-    """Every Linear's weights U(-irange, irange), zero biases (pylearn2's `irange` init)."""
+    """Every Linear's and Embedding's weights U(-irange, irange), zero biases: pylearn2's `irange` init,
+    the authors' (MNIST: G 0.05, maxout D 0.005)."""
     for m in module.modules():
-        if isinstance(m, nn.Linear):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.uniform_(m.weight, -irange, irange)
-            nn.init.zeros_(m.bias)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+
+def uniform_noise(
+    n: int, dim: int, generator: torch.Generator | None = None, device: Any = "cpu", scale: float = 1.0
+) -> torch.Tensor:
+    """(n, dim) noise U(-sqrt3, sqrt3) * scale: zero mean, unit variance (pylearn2's `Generator(noise='uniform')`)."""
+    u = torch.rand(n, dim, generator=generator, device=device)
+    return (2 * u - 1) * (math.sqrt(3) * scale)

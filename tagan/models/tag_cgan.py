@@ -14,7 +14,6 @@ prob). Init: N(0, 0.02) or pylearn2's U(-irange, irange).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan import config
-from tagan.models.layers import InputDropout, Maxout, init_uniform
+from tagan.models.layers import InputDropout, Maxout, init_uniform, uniform_noise
 
 
 @dataclass
@@ -118,8 +117,7 @@ def sample_noise(
 ) -> torch.Tensor:
     """G's noise (n, noise_dim): N(0, 1) or U(-sqrt3, sqrt3) (zero mean, unit variance, pylearn2's `uniform`)."""
     if cfg.noise == "uniform":
-        u = torch.rand(n, cfg.noise_dim, generator=generator, device=device)
-        return (2 * u - 1) * math.sqrt(3)
+        return uniform_noise(n, cfg.noise_dim, generator, device)
     return torch.randn(n, cfg.noise_dim, generator=generator, device=device)
 
 
