@@ -198,10 +198,9 @@ def main() -> None:
             "new (default)": (ROOT, "auto"),
         }
         models = {name: model for name in sides}
-        if (
-            args.baseline_model == "synthetic"
-        ):  # the baseline cannot read a newer bundle: a paper-size one, built
-            tree, out = sides["today (torch)"][0], tmp_path / "baseline_tagger"  # by the baseline's own code
+        if args.baseline_model == "synthetic":
+            # the baseline cannot read a newer bundle: a paper-size one, built by the baseline's own code
+            tree, out = sides["today (torch)"][0], tmp_path / "baseline_tagger"
             code = (
                 "import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/scripts']; import bench_cli; "
                 "from pathlib import Path; bench_cli.synthetic_bundle(Path(sys.argv[2]))"

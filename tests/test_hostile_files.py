@@ -206,9 +206,8 @@ def _bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     bundle = make_bundle(tmp_path_factory.mktemp("hostile_bundle"))
     info = json.loads((bundle / "info.json").read_text())
-    info["features"]["max_pixels"] = (
-        MAX_PIXELS  # a low bomb guard, so that a small HEIC can stand for a huge one
-    )
+    # a low bomb guard, so that a small HEIC can stand for a huge one
+    info["features"]["max_pixels"] = MAX_PIXELS
     (bundle / "info.json").write_text(json.dumps(info))
     return bundle
 
