@@ -48,6 +48,7 @@ class TagData:
     vocab: list[str]
     train_counts: dict[str, int]
     backbone: str = "efficientnet_lite0"
+    groups: list[str] = field(default_factory=list)  # group (series, folder) of every item; the split's unit
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rows(self, name: str, column: str = "split") -> np.ndarray:
@@ -86,6 +87,7 @@ def read_tag_data(items_path: Path, vocab_path: Path, features_path: Path) -> Ta
         vocab=vocab,
         train_counts={k: int(v) for k, v in vocab_json.get("train_counts", {}).items()},
         backbone=backbone,
+        groups=[str(it.get("group") or str(it["id"]).rsplit("/", 1)[0]) for it in keep],
     )
 
 

@@ -14,6 +14,7 @@ from tagan import metrics
 from tagan.baselines import class_to_tag_matrix
 from tagan.bundle import Bundle
 from tagan.config import Runtime, from_dict
+from tagan.scoring import paired_group_bootstrap, precision_at_k_per_image
 from tagan.tagger import Tagger
 from tagan.tagging import read_tag_data
 from tagan.utils import UserError, read_json
@@ -49,6 +50,25 @@ def test_tagging_metrics_coverage_and_diversity():
     opposite = np.array([[[1, 0], [-1, 0]]], dtype=float)
     d = metrics.sample_diversity(opposite, nearest=np.array([[0, 1]]))
     assert d["mean_pairwise_cosine_distance"] == pytest.approx(2.0) and d["distinct_nearest_words"] == 2.0
+
+
+def test_group_bootstrap_resamples_whole_groups():
+    groups = ["a"] * 4 + ["b"] * 4 + ["c"] * 2
+    same = np.linspace(0, 1, 10)
+    assert paired_group_bootstrap(same, same, groups) == (0.0, 0.0, 0.0)
+    better = same + 0.2  # better on every image: the whole interval is the margin
+    assert paired_group_bootstrap(better, same, groups) == pytest.approx((0.2, 0.2, 0.2))
+    # +1 on one group, -1 on the other two: the mean is -0.2, and resampling groups spans both signs
+    diff = np.array([1.0] * 4 + [-1.0] * 6)
+    margin, lo, hi = paired_group_bootstrap(diff, np.zeros(10), groups, seed=3)
+    assert margin == pytest.approx(-0.2) and lo < -0.5 and hi > 0.3
+    assert (margin, lo, hi) == paired_group_bootstrap(diff, np.zeros(10), groups, seed=3)  # seeded
+    with pytest.raises(ValueError, match="one group per image"):
+        paired_group_bootstrap(diff, np.zeros(10), groups[:5])
+    assert precision_at_k_per_image([["a", "b"], ["c"], ["x"]], [{"a"}, set(), {"x"}], 5).tolist() == [
+        0.2,
+        0.2,
+    ]  # untagged images skipped, as in precision_recall_at_k
 
 
 def test_class_names_map_to_tags_by_exact_word_with_glove():
@@ -112,8 +132,16 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
     assert m["cgan_strong_tuned.p_at_5"] > 2 * m["prior.p_at_5"]
     assert "image_split.knn.p_at_5" in m and "image_split.cgan_paper.p_at_5" not in m
     assert m["knn.p_at_5"] > m["prior.p_at_5"]  # features cluster by topic
+    # the margin over the prior is the difference of the P@5s; resampling the 6 test groups keeps the
+    # strong CGAN's interval above 0 (it wins in every topic)
+    margin = m["cgan_strong_tuned.p_at_5"] - m["prior.p_at_5"]
+    assert m["cgan_strong_tuned.p_at_5_vs_prior"] == pytest.approx(margin)
+    assert (
+        0 < m["cgan_strong_tuned.p_at_5_vs_prior_lo"] <= margin <= m["cgan_strong_tuned.p_at_5_vs_prior_hi"]
+    )
+    assert "prior.p_at_5_vs_prior" not in m and "image_split.knn.p_at_5_vs_prior" not in m
     table = (tmp_path / "rep" / "tag_eval_table.md").read_text()
-    assert "cgan_strong_tuned" in table and "By-image split" in table
+    assert "cgan_strong_tuned" in table and "By-image split" in table and "P@5 - prior [95% CI]" in table
     assert (tmp_path / "rep" / "tag_examples.md").read_text().count("\n|") >= 5
     assert (tmp_path / "rep" / "tag_examples.png").stat().st_size > 0
 
