@@ -19,17 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from tagan import config
 from tagan.baselines import Baselines, fit_baselines, load_zeroshot, predict_baselines
 from tagan.bundle import Bundle, Decoding, fresh_bundle_dir, write_baselines
 from tagan.config import Runtime
 from tagan.features import feature_config
 from tagan.reports import write_reports
-from tagan.scoring import evaluate_cgan, paired_group_bootstrap, precision_at_k_per_image, score, words_of
+from tagan.scoring import add_prior_margins, evaluate_cgan, score
 from tagan.tagger import Tagger
-from tagan.tagging import TagData, TagIndex, Tags, read_tag_data
+from tagan.tagging import TagIndex, Tags, read_tag_data
 from tagan.utils import load_checkpoint, seed_everything, set_threads, stage_main, write_json
 
 log = logging.getLogger(__name__)
@@ -233,25 +231,6 @@ def run(
     )  # fmt: skip
     log.info("tag_eval headline: %s", {n: round(m["p_at_5"], 3) for n, m in tables["split"].items()})
     return flat
-
-
-def add_prior_margins(
-    table: dict[str, dict[str, float]], preds: dict[str, Tags], data: TagData, rows: np.ndarray, seed: int
-) -> None:
-    """Each method's P@5 minus the prior's on the same test images, with a 95% interval from resampling
-    whole test groups (`p_at_5_vs_prior`, `_lo`, `_hi`): the test split holds few groups, so a margin
-    of a few hundredths can be noise."""
-    if "prior" not in preds:
-        return
-    tagged = [r for r in rows if data.tags[r]]
-    truth, groups = [set(data.tags[r]) for r in tagged], [data.groups[r] for r in tagged]
-    prior = precision_at_k_per_image(words_of(preds["prior"]), truth, 5)
-    for name, tags in preds.items():
-        if name == "prior" or name not in table:
-            continue
-        mine = precision_at_k_per_image(words_of(tags), truth, 5)
-        margin, lo, hi = paired_group_bootstrap(mine, prior, groups, seed=seed)
-        table[name].update(p_at_5_vs_prior=margin, p_at_5_vs_prior_lo=lo, p_at_5_vs_prior_hi=hi)
 
 
 def main() -> None:
