@@ -27,7 +27,7 @@ from typing import IO, Any
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_MODEL_DIR = Path("data/tagger")  # relative to the working directory, else to this repository
 BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR of another experiment"
-# the methods a bundle holds (tagan.tagging.METHODS; kept here so --help needs no torch import)
+# the methods a bundle holds (tagan.tagging.index.METHODS; kept here so --help needs no torch import)
 METHODS = (
     "cgan", "cgan_open", "wordnet", "conse", "imagenet_names", "knn", "classifier", "cgan_strong_tuned",
     "cgan_strong", "cgan_paper_tuned", "cgan_paper", "regressor", "prior", "zeroshot",
@@ -271,11 +271,11 @@ def default_model_dir() -> Path:
 
 def load_tagger(model_dir: Path, method: str) -> Any:
     """The trained Tagger bundle; a missing or broken one is a UserError naming the command that builds it."""
-    from tagan.utils import UserError
+    from tagan.errors import UserError
 
     if not Path(model_dir).is_dir() or not any(Path(model_dir).iterdir()):
         raise UserError(f"no trained model in {model_dir}; {BUILD_HINT}")
-    from tagan.tagger import Tagger
+    from tagan.tagging.tagger import Tagger
 
     try:
         return Tagger.load(Path(model_dir), method)
@@ -285,7 +285,7 @@ def load_tagger(model_dir: Path, method: str) -> Any:
 
 def read_vocab(path: Path, vocabulary: Iterable[str]) -> set[str]:
     """The user's keyword list (one per line, '#' comments) matched case-insensitively to the model's tags."""
-    from tagan.utils import UserError
+    from tagan.errors import UserError
 
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -328,7 +328,7 @@ class Session:
 def open_session(args: argparse.Namespace) -> Session:
     """Load the model bundle (first: a missing model fails before anything else loads) and its backbone."""
     tagger = load_tagger(args.model, args.method)
-    from tagan.features import load_backbone
+    from tagan.tagging.features import load_backbone
     from tagan.utils import resolve_device
 
     allowed = read_vocab(args.vocab, tagger.words) if getattr(args, "vocab", None) else None
@@ -364,7 +364,7 @@ def photo_features(
     session: Session, paths: list[Path], args: argparse.Namespace, *, workers: int | None = None
 ) -> Iterator[tuple[Path, Any, Any]]:
     """(path, feature (F,) or None, skip reason) per photo, extracted exactly as the pipeline did (bundle config)."""
-    from tagan.features import extract_features
+    from tagan.tagging.features import extract_features
 
     return extract_features(
         paths, session.backbone, batch_size=args.batch_size,
@@ -533,7 +533,8 @@ def sidecar_write_error(sidecar: Path, e: OSError) -> str:
 # --------------------------------------------------------------------------------------------- commands
 def cmd_tag(args: argparse.Namespace) -> int:
     """The `tag` subcommand."""
-    from tagan.utils import UserError, atomic_path
+    from tagan.errors import UserError
+    from tagan.files import atomic_path
 
     missing = [str(p) for p in args.paths if not p.exists() and not p.is_symlink()]
     if missing:
@@ -567,8 +568,8 @@ def open_sheet(stack: ExitStack, args: argparse.Namespace) -> Any:
     """The HTML contact sheet of --report, written atomically (renamed into place only when the run ends well)."""
     if args.report is None:
         return None
-    from tagan.report import ContactSheet
-    from tagan.utils import atomic_path
+    from tagan.files import atomic_path
+    from tagan.photos.report import ContactSheet
 
     tmp = stack.enter_context(atomic_path(args.report))
     stream = stack.enter_context(open(tmp, "w", encoding="utf-8"))  # noqa: SIM115
@@ -589,7 +590,7 @@ def open_sheet(stack: ExitStack, args: argparse.Namespace) -> Any:
 
 def add_to_sheet(sheet: Any, rec: Record, session: Session, args: argparse.Namespace) -> None:
     """One photo on the contact sheet; without --write-xmp it shows what --write-xmp would change."""
-    from tagan.report import thumbnail_base64
+    from tagan.photos.report import thumbnail_base64
 
     change = None
     if rec.status == "ok" and not args.write_xmp:
@@ -668,7 +669,7 @@ def untag_one(sidecar: Path, dry_run: bool) -> dict[str, Any]:
 
 def cmd_untag(args: argparse.Namespace) -> int:
     """The `untag` subcommand: remove exactly the keywords tagan added, nothing a person added."""
-    from tagan.utils import UserError
+    from tagan.errors import UserError
 
     missing = [str(p) for p in args.paths if not p.exists() and not p.is_symlink()]
     if missing:
@@ -985,7 +986,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     from tagan.config import ParamsError
-    from tagan.utils import UserError
+    from tagan.errors import UserError
 
     try:
         return args.func(args)

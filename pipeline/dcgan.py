@@ -13,16 +13,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tagan import config, gan, training, utils
-from tagan.dcgan_features import (
-    fixed_noise,
-    generate,
-    svm_metrics,
-    to_dcgan_input,
-    to_unit_28,
-    write_walk_png,
-)
-from tagan.mnist_eval import evaluate_generator, parzen_only
+from tagan import config, errors, files, gan, training, utils
+from tagan.mnist.dcgan import fixed_noise, generate, svm_metrics, to_dcgan_input, to_unit_28, write_walk_png
+from tagan.mnist.evaluation import evaluate_generator, parzen_only
 from tagan.models.dcgan import ModelConfig, build, valid_layers
 from tagan.models.mnist import load_classifier
 from tagan.readers.mnist import load_npz
@@ -80,7 +73,7 @@ def run(
     device, info = training.setup(runtime)
     splits = load_npz(data)  # MNIST or Fashion-MNIST: the same splits and arrays
     if dataset == "mnist" and not classifier.exists():
-        raise utils.UserError(f"{classifier} not found; build it with `dvc repro mnist_classifier`")
+        raise errors.UserError(f"{classifier} not found; build it with `dvc repro mnist_classifier`")
     task = gan.ImageGANTask(to_dcgan_input(splits["x_train"]).to(device), cfg.model.z_dim)  # (N, 1, 32, 32)
 
     utils.seed_everything(cfg.seed)
@@ -119,11 +112,11 @@ def run(
             {"model": cfg.model.to_dict(), "params": config.to_dict(cfg), "dataset": dataset},
             {"g": g.state_dict(), "d": d.state_dict()},
         )
-        utils.write_csv(plot_out, fitted.rows)
+        files.write_csv(plot_out, fitted.rows)
         grid = fixed_noise(100, cfg.model.z_dim, cfg.seed + 7)
         utils.write_grid_png(samples_png, to_unit_28(generate(g, grid)).reshape(10, 10, 28, 28))
         write_walk_png(walk_png, g, cfg.model.z_dim, cfg.walk_rows, cfg.walk_steps, cfg.seed + 777)
-        utils.write_json(metrics_out, metrics)
+        files.write_json(metrics_out, metrics)
     fitted.finish()
     return metrics
 

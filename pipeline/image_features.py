@@ -11,7 +11,9 @@ from typing import Any
 
 from tagan import config
 from tagan.config import Runtime, positive
-from tagan.features import (
+from tagan.errors import UserError
+from tagan.readers.items import read_items
+from tagan.tagging.features import (
     RESUME_DIR,
     FeatureConfig,
     compute_shard,
@@ -21,8 +23,7 @@ from tagan.features import (
     shard_bounds,
     shard_path,
 )
-from tagan.readers.items import read_items
-from tagan.utils import UserError, resolve_device, set_threads, stage_main
+from tagan.utils import resolve_device, set_threads, stage_main
 
 log = logging.getLogger(__name__)
 

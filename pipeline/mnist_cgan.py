@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagan import config, gan, mnist_gan, training, utils
+from tagan import config, errors, files, gan, training, utils
+from tagan.mnist import mnist_cgan
 from tagan.models.mnist_cgan import ModelConfig, build
 from tagan.readers.mnist import load_npz
 
@@ -23,7 +24,7 @@ class Params:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: gan.OptimConfig = field(default_factory=gan.OptimConfig)
-    train: mnist_gan.MnistTrainConfig = field(default_factory=mnist_gan.MnistTrainConfig)
+    train: mnist_cgan.MnistTrainConfig = field(default_factory=mnist_cgan.MnistTrainConfig)
     # noise spreads tried when sampling from the final G; the best validation Parzen LL is kept (1.0 = off)
     sample_scales: list[float] = field(default_factory=lambda: [1.0])
     select_samples: int = 2000  # generated samples for each model-selection estimate
@@ -69,11 +70,11 @@ def run(
     device, info = training.setup(runtime)
     mnist = load_npz(data)
     if not classifier.exists():
-        raise utils.UserError(f"{classifier} not found; build it with `dvc repro mnist_classifier`")
-    task = mnist_gan.MnistCGANTask.from_arrays(
+        raise errors.UserError(f"{classifier} not found; build it with `dvc repro mnist_classifier`")
+    task = mnist_cgan.MnistCGANTask.from_arrays(
         mnist["x_train"], mnist["y_train"], cfg.model, cfg.train.mode_seeking, device
     )
-    scorer = mnist_gan.parzen_selector(
+    scorer = mnist_cgan.parzen_selector(
         mnist["x_val"], cfg.model, val_images=cfg.select_val_images, samples=cfg.select_samples,
         sigma_grid=cfg.sigma_grid, seed=cfg.seed, device=device,
     )  # fmt: skip
@@ -88,8 +89,8 @@ def run(
     metrics: dict[str, Any] = {}
     if info.is_main:
         g = fitted.g
-        mcfg, by_scale = mnist_gan.choose_sample_scale(cfg.model, cfg.sample_scales, g, scorer)
-        metrics = mnist_gan.evaluate(
+        mcfg, by_scale = mnist_cgan.choose_sample_scale(cfg.model, cfg.sample_scales, g, scorer)
+        metrics = mnist_cgan.evaluate(
             g, mcfg, mnist, classifier, samples=cfg.eval_samples, sigma_grid=cfg.sigma_grid, seed=cfg.seed,
             device=device,
         )  # fmt: skip
@@ -111,9 +112,9 @@ def run(
             g.state_dict(),
             selected_step=fitted.selected_step,
         )
-        utils.write_csv(plot_out, fitted.rows)
-        mnist_gan.save_digit_grid(samples_png, g, mcfg, cfg.seed + 7)
-        utils.write_json(metrics_out, metrics)
+        files.write_csv(plot_out, fitted.rows)
+        mnist_cgan.save_digit_grid(samples_png, g, mcfg, cfg.seed + 7)
+        files.write_json(metrics_out, metrics)
     fitted.finish()
     return metrics
 

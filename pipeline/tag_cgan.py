@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 
-from tagan import config, gan, tag_gan, training
+from tagan import config, gan, training
 from tagan.config import Runtime
+from tagan.files import write_csv, write_json
 from tagan.models.tag_cgan import TagCGANConfig
-from tagan.tagging import TagIndex, read_tag_data
-from tagan.utils import save_checkpoint, seed_everything, stage_main, write_csv, write_json
+from tagan.tagging import tag_cgan
+from tagan.tagging.index import TagIndex, read_tag_data
+from tagan.utils import save_checkpoint, seed_everything, stage_main
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class Params:
     seed: int = 0
     model: TagCGANConfig = field(default_factory=TagCGANConfig)
     optim: gan.OptimConfig = field(default_factory=lambda: gan.OptimConfig(optimizer="sgd", lr=0.1))
-    train: tag_gan.TagTrainConfig = field(default_factory=lambda: tag_gan.TagTrainConfig(batch_size=100))
+    train: tag_cgan.TagTrainConfig = field(default_factory=lambda: tag_cgan.TagTrainConfig(batch_size=100))
     select_samples: int = 100  # generated vectors per val image when selecting ...
     select_neighbors: int = 1  # ... each voting for this many nearest words (the paper's decoding: 20)
 
@@ -67,14 +69,18 @@ def run(
     seed_everything(cfg.seed + info.rank)
     data = read_tag_data(items_path, vocab_path, features_path)
     index = TagIndex.load(embeddings_dir)
-    rows, tag_ids = tag_gan.training_pairs(data, index)
-    task = tag_gan.TagCGANTask.from_data(data, index, rows, tag_ids, cfg.model.noise_dim, cfg.train, device)
+    rows, tag_ids = tag_cgan.training_pairs(data, index)
+    task = tag_cgan.TagCGANTask.from_data(data, index, rows, tag_ids, cfg.model.noise_dim, cfg.train, device)
 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    g, d, sizes = tag_gan.build_for_data(cfg.model, data, index, rows)
+    g, d, sizes = tag_cgan.build_for_data(cfg.model, data, index, rows)
     params_dict = config.to_dict(cfg)
     val_p_at_5 = functools.partial(
-        tag_gan.val_p_at_5, data=data, index=index, samples=cfg.select_samples, neighbors=cfg.select_neighbors
+        tag_cgan.val_p_at_5,
+        data=data,
+        index=index,
+        samples=cfg.select_samples,
+        neighbors=cfg.select_neighbors,
     )  # val P@5 of a G
     fitted = gan.fit(
         task, g.to(device), d.to(device), cfg.train, cfg.optim, name=f"tag_cgan_{preset}",
@@ -91,7 +97,7 @@ def run(
             "steps": cfg.train.steps,
             "final_d_loss": last.get("d_loss", float("nan")),
             "final_g_loss": last.get("g_loss", float("nan")),
-            "val_sample_hit": tag_gan.sample_hit_rate(g, data, index, "val"),
+            "val_sample_hit": tag_cgan.sample_hit_rate(g, data, index, "val"),
             "selected_step": fitted.selected_step,
             "selected_val_p_at_5": fitted.selected_score,
             "seconds": time.perf_counter() - t0,

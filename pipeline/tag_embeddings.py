@@ -17,7 +17,9 @@ from typing import Literal
 
 from tagan import config
 from tagan.config import Runtime
-from tagan.embeddings import (
+from tagan.errors import UserError
+from tagan.files import read_json, write_json
+from tagan.tagging.embeddings import (
     glove_vectors,
     minilm_vectors,
     neighbour_cooccurrence,
@@ -26,9 +28,9 @@ from tagan.embeddings import (
     train_tag_lists,
     word2vec_vectors,
 )
-from tagan.tagging import TagIndex, l2_normalize
-from tagan.utils import UserError, read_json, seed_everything, stage_main, write_json
-from tagan.vocabulary import Vocabulary
+from tagan.tagging.index import TagIndex, l2_normalize
+from tagan.tagging.vocabulary import Vocabulary
+from tagan.utils import seed_everything, stage_main
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Methods: cgan_<preset> (paper decoding: samples/neighbors/top_k from params), cg
 (neighbours and vote weighting chosen on val), prior (train tag frequency), knn (cosine tag
 transfer, k chosen on val), classifier (MLP, BCE), regressor (feature -> mean tag vector, same
 decoding), zeroshot (the backbone's ImageNet classes mapped to tags). With the open vocabulary:
-cgan_open (the open CGAN), imagenet_names, conse and wordnet (tagan.open_vocab), each decoding over the
+cgan_open (the open CGAN), imagenet_names, conse and wordnet (tagan.tagging.open_vocab), each decoding over the
 open index, scored here through the bundle's Tagger. The group split is the headline; baselines are also
 scored on the by-image split (`image_split.*`). Every bundled method carries the decoding of its row.
 """
@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tagan import config
-from tagan.baselines import Baselines, fit_baselines, load_zeroshot, predict_baselines
-from tagan.bundle import Bundle, Decoding, fresh_bundle_dir, write_baselines
 from tagan.config import Runtime
-from tagan.features import feature_config
-from tagan.reports import write_reports
-from tagan.scoring import add_prior_margins, evaluate_cgan, score
-from tagan.tagger import Tagger
-from tagan.tagging import TagIndex, Tags, read_tag_data
-from tagan.utils import load_checkpoint, seed_everything, set_threads, stage_main, write_json
+from tagan.evaluation.reports import write_reports
+from tagan.evaluation.scoring import add_prior_margins, evaluate_cgan, score
+from tagan.files import write_json
+from tagan.tagging.baselines import Baselines, fit_baselines, load_zeroshot, predict_baselines
+from tagan.tagging.bundle import Bundle, Decoding, fresh_bundle_dir, write_baselines
+from tagan.tagging.features import feature_config
+from tagan.tagging.index import TagIndex, Tags, read_tag_data
+from tagan.tagging.tagger import Tagger
+from tagan.utils import load_checkpoint, seed_everything, set_threads, stage_main
 
 log = logging.getLogger(__name__)
 SPLIT_PREFIX = {"split": "", "split_image": "image_split."}

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from tagan import config
-from tagan.collection import CollectionConfig, build, read_collection
 from tagan.config import Runtime
-from tagan.utils import stage_main, write_json, write_text
+from tagan.files import write_json, write_text
+from tagan.tagging.collection import CollectionConfig, build, read_collection
+from tagan.utils import stage_main
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,11 @@ import numpy as np
 
 from tagan import config
 from tagan.config import Runtime
-from tagan.utils import UserError, read_json, stage_main, write_json
-from tagan.vocabulary import build_vocabulary, imagenet_classes
-from tagan.wordnet import DEBIAN_WORDNET, imagenet1k_wnids, load_wordnet
+from tagan.errors import UserError
+from tagan.files import read_json, write_json
+from tagan.tagging.vocabulary import build_vocabulary, imagenet_classes
+from tagan.tagging.wordnet import DEBIAN_WORDNET, imagenet1k_wnids, load_wordnet
+from tagan.utils import stage_main
 
 log = logging.getLogger(__name__)
 

@@ -67,9 +67,10 @@ def synthetic_bundle(out: Path, vocab: int = 208, tag_dim: int = 200, seed: int 
     """A bundle with the paper preset's shapes and random weights (speed does not depend on the weights)."""
     import torch
 
+    from tagan.files import write_json
     from tagan.models.tag_cgan import DataSizes, TagCGANConfig, build
-    from tagan.tagging import TagIndex
-    from tagan.utils import save_checkpoint, write_json
+    from tagan.tagging.index import TagIndex
+    from tagan.utils import save_checkpoint
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -63,7 +63,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def build_hnsw(xb: np.ndarray, m: int, ef_construction: int) -> faiss.Index:
-    """HNSW over inner product, as tagan.tagging builds it above its exact threshold."""
+    """HNSW over inner product, as tagan.tagging.index builds it above its exact threshold."""
     index = faiss.IndexHNSWFlat(xb.shape[1], m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = ef_construction
     index.add(xb)

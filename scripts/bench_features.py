@@ -2,7 +2,7 @@
 
     python scripts/bench_features.py [--photos 10000] [--baseline ac9919f] [--blocks 4]
 
-Both sides run `tagan.features.extract_features` exactly as the stage does (batch 4, DataLoader decoding
+Both sides run `tagan.tagging.features.extract_features` exactly as the stage does (batch 4, DataLoader decoding
 workers, max_side 320, torch threads left at their default) in a subprocess of their own source tree: the
 baseline is `git archive REV` of the code before the ONNX runtime and the longer-side JPEG draft, so "today"
 is today's code, not a flag emulating it. The photos are split in blocks and the sides alternate block by
@@ -30,7 +30,7 @@ import json, resource, sys, time
 cfg = json.loads(sys.argv[1])
 sys.path.insert(0, cfg["tree"])
 import torch
-from tagan.features import extract_features
+from tagan.tagging.features import extract_features
 from tagan.models.backbones import build_backbone
 
 def cpu():

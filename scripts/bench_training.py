@@ -66,7 +66,7 @@ def synthetic_tag_data(root: Path, seed: int = 0) -> dict[str, Path]:
     """items.jsonl, vocab.json, features.npz and a tag index with the real data's shapes."""
     import numpy as np
 
-    from tagan.tagging import TagIndex
+    from tagan.tagging.index import TagIndex
 
     rng = np.random.default_rng(seed)
     words = [f"tag{i:03d}" for i in range(155)]

@@ -11,9 +11,9 @@ from PIL import Image
 
 from pipeline.image_features import Params
 from tagan.config import ParamsError, from_dict
-from tagan.features import extract_features
+from tagan.errors import UserError
 from tagan.models.backbones import build_backbone, export_onnx, resolve_runtime
-from tagan.utils import UserError
+from tagan.tagging.features import extract_features
 
 
 def sample_photos(root: Path) -> list[Path]:
@@ -87,7 +87,7 @@ def test_runtime_choice_is_explicit() -> None:
 def test_load_backbone_runs_the_runtime_of_the_feature_config() -> None:
     # the image_features stage, photo_eval and the CLI build the backbone here: a bundle extracted with
     # ONNX Runtime must be served by ONNX Runtime (the CLI once silently fell back to torch, 0.65x the speed)
-    from tagan.features import FeatureConfig, load_backbone
+    from tagan.tagging.features import FeatureConfig, load_backbone
 
     for runtime in ("torch", "onnxruntime"):
         assert load_backbone(FeatureConfig(image_size=64, runtime=runtime), "cpu").runtime == runtime

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagan.baselines import ZeroShot, fit_baselines, frequency_prior, predict_baselines
-from tagan.scoring import score, words_of
-from tagan.tagging import TagData, TagIndex
+from tagan.evaluation.scoring import score, words_of
+from tagan.tagging.baselines import ZeroShot, fit_baselines, frequency_prior, predict_baselines
+from tagan.tagging.index import TagData, TagIndex
 
 TOPICS = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3"], "c": ["c1", "c2", "c3"], "d": ["d1", "d2", "d3"]}
 WORDS = [w for ws in TOPICS.values() for w in ws]

@@ -12,11 +12,12 @@ from PIL import Image
 import cli
 from pipeline.image_features import Params as FeatureParams
 from pipeline.image_features import run as extract
-from tagan.bundle import Bundle, Decoding
 from tagan.config import Runtime
-from tagan.features import feature_config, load_features
-from tagan.tagging import TagIndex
-from tagan.utils import UserError, write_json
+from tagan.errors import UserError
+from tagan.files import write_json
+from tagan.tagging.bundle import Bundle, Decoding
+from tagan.tagging.features import feature_config, load_features
+from tagan.tagging.index import TagIndex
 
 
 def tiny_bundle(root: Path, features_path: Path) -> Path:
@@ -98,10 +99,10 @@ def test_cli_tags_a_real_photo_with_a_real_world_word_absent_from_the_training_t
     from pipeline.vocabulary import Params as VocabParams
     from pipeline.vocabulary import run as build_vocab
     from tagan.config import from_dict
-    from tagan.open_gan import OpenTrainConfig
-    from tagan.photos import Photo, accepted_words, is_accepted
-    from tagan.tagger import Tagger
-    from tagan.wordnet import load_wordnet
+    from tagan.evaluation.photo_set import Photo, accepted_words, is_accepted
+    from tagan.tagging.open_cgan import OpenTrainConfig
+    from tagan.tagging.tagger import Tagger
+    from tagan.tagging.wordnet import load_wordnet
     from tests.tag_fixtures import make_tag_data, tiny_tag_cgan_params
     from tests.test_cli import run_cli
 

@@ -243,12 +243,12 @@ def tag_json(*args: str, photos: Path, bundle: Path) -> tuple[int, dict[str, dic
 
 
 def library_tags(root: Path, names: list[str], bundle: Path, seed: int) -> dict[str, list[tuple[str, float]]]:
-    """Tags of root/name by name, from the library alone: tagan.features on the bundle's backbone, then Tagger.tag per photo."""
+    """Tags of root/name by name, from the library alone: tagan.tagging.features on the bundle's backbone, then Tagger.tag per photo."""
     import torch
 
-    from tagan.features import extract_features
     from tagan.models.backbones import build_backbone
-    from tagan.tagger import Tagger
+    from tagan.tagging.features import extract_features
+    from tagan.tagging.tagger import Tagger
 
     tagger = Tagger.load(bundle, "cgan")
     threads = torch.get_num_threads()

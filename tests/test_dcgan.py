@@ -12,8 +12,8 @@ from test_mnist_cgan import write_fixtures
 from torch import nn
 
 from pipeline.dcgan import Params, run
-from tagan import config, gan, training, utils
-from tagan.dcgan_features import (
+from tagan import config, errors, files, gan, training, utils
+from tagan.mnist.dcgan import (
     extract_features,
     labelled_subset,
     layer_columns,
@@ -94,7 +94,7 @@ def test_labelled_subset_is_balanced_and_seeded() -> None:
     idx = labelled_subset(labels, 5, seed=0)
     assert np.bincount(labels[idx]).tolist() == [5] * 10
     assert np.array_equal(idx, labelled_subset(labels, 5, seed=0))
-    with pytest.raises(utils.UserError, match="svm_labels_per_class"):
+    with pytest.raises(errors.UserError, match="svm_labels_per_class"):
         labelled_subset(labels, 21, seed=0)
 
 
@@ -211,7 +211,7 @@ def test_stage_run_writes_all_outputs(dataset: str, tmp_path: Path, monkeypatch)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=2))
     metrics = run(cfg, config.Runtime(device="cpu", num_threads=1), dataset, npz, clf, *out)
     assert all(p.exists() for p in out)
-    assert utils.read_json(out[1]) == metrics
+    assert files.read_json(out[1]) == metrics
     for name in (
         "svm_dcgan",
         "svm_random_d",
@@ -235,6 +235,6 @@ def test_stage_run_writes_all_outputs(dataset: str, tmp_path: Path, monkeypatch)
 
 def test_mnist_needs_the_judge(tmp_path: Path) -> None:
     npz, _ = write_fixtures(tmp_path)
-    with pytest.raises(utils.UserError, match="mnist_classifier"):
+    with pytest.raises(errors.UserError, match="mnist_classifier"):
         run(tiny(), config.Runtime(device="cpu"), "mnist", npz, tmp_path / "absent.pt",
             *(tmp_path / n for n in ("m.pt", "m.json", "l.csv", "s.png", "w.png")))  # fmt: skip

@@ -48,12 +48,23 @@ def _module_file(name: str, root: Path) -> Path | None:
     return None
 
 
+def _is_code(path: Path) -> bool:
+    """False for a package __init__.py that holds only its docstring (nothing that could change a result)."""
+    body = ast.parse(path.read_text()).body
+    return path.name != "__init__.py" or any(not isinstance(n, ast.Expr) for n in body)
+
+
 def import_closure(module: str, root: Path = ROOT) -> set[str]:
-    """Repo-relative paths of every pipeline/tagan module `module` imports, transitively (itself included)."""
+    """Repo-relative paths of every pipeline/tagan module `module` imports, transitively (itself included).
+
+    Importing a.b.c runs a/__init__.py and a/b/__init__.py too: a package's __init__ counts when it holds code.
+    """
     seen: set[str] = set()
     todo = [module]
     while todo:
-        path = _module_file(todo.pop(), root)
+        name = todo.pop()
+        todo += [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]  # the parent packages
+        path = _module_file(name, root)
         if path is None or str(path.relative_to(root)) in seen:
             continue
         seen.add(str(path.relative_to(root)))
@@ -63,7 +74,7 @@ def import_closure(module: str, root: Path = ROOT) -> set[str]:
             elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
                 todo.append(node.module)
                 todo += [f"{node.module}.{a.name}" for a in node.names]  # `from pipeline import x`
-    return {p for p in seen if not p.endswith("__init__.py")}
+    return {p for p in seen if _is_code(root / p)}
 
 
 def stage_modules(stage: dict[str, Any]) -> set[str]:

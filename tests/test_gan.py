@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from toy_gan import N_CLASSES, X_DIM, ToyTask, build  # tests/ is on sys.path
 
-from tagan import gan, training, utils
+from tagan import errors, gan, training, utils
 from tagan.config import ParamsError
 
 
@@ -62,33 +62,36 @@ def digest(*modules: nn.Module) -> str:
 
 def test_bce_losses_are_the_non_saturating_gan_losses_on_logits() -> None:
     zero = torch.zeros(3)
-    assert gan.d_loss("bce", zero, zero).item() == pytest.approx(2 * math.log(2))
-    assert gan.g_loss("bce", zero).item() == pytest.approx(math.log(2))
+    assert gan.optim.d_loss("bce", zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert gan.optim.g_loss("bce", zero).item() == pytest.approx(math.log(2))
     real, fake = torch.tensor([3.0, -1.0]), torch.tensor([0.5, -2.0])
     expected = nn.functional.softplus(-real).mean() + nn.functional.softplus(fake).mean()
-    torch.testing.assert_close(gan.d_loss("bce", real, fake), expected)
+    torch.testing.assert_close(gan.optim.d_loss("bce", real, fake), expected)
     # non-saturating: G still gets a gradient when D confidently rejects its samples
     logits = torch.tensor([-20.0], requires_grad=True)
-    gan.g_loss("bce", logits).backward()
+    gan.optim.g_loss("bce", logits).backward()
     assert logits.grad is not None and logits.grad.item() == pytest.approx(-1.0, abs=1e-6)
 
 
 def test_hinge_losses() -> None:
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
-    assert gan.d_loss("hinge", real, fake).item() == pytest.approx((0 + 1) / 2 + (0 + 1.5) / 2)
-    assert gan.g_loss("hinge", fake).item() == pytest.approx(0.75)
-    assert gan.fake_term("hinge", fake).item() == pytest.approx(0.75)
+    assert gan.optim.d_loss("hinge", real, fake).item() == pytest.approx((0 + 1) / 2 + (0 + 1.5) / 2)
+    assert gan.optim.g_loss("hinge", fake).item() == pytest.approx(0.75)
+    assert gan.optim.fake_term("hinge", fake).item() == pytest.approx(0.75)
 
 
 def test_schedules() -> None:
     constant = gan.OptimConfig(lr=0.5, lr_d=0.25)
-    assert gan.learning_rates(constant, 10**6) == (0.5, 0.25) and gan.momentum_at(constant, 99) == 0.5
+    assert (
+        gan.optim.learning_rates(constant, 10**6) == (0.5, 0.25)
+        and gan.optim.momentum_at(constant, 99) == 0.5
+    )
     paper = gan.OptimConfig(
         lr=0.1, lr_decay=1.1, lr_min=0.01, momentum=0.5, momentum_final=0.7, momentum_ramp_steps=4
     )
-    assert gan.learning_rates(paper, 2) == (pytest.approx(0.1 / 1.21),) * 2
-    assert gan.learning_rates(paper, 100) == (0.01, 0.01)  # the floor
-    assert [gan.momentum_at(paper, s) for s in (0, 2, 4, 8)] == pytest.approx([0.5, 0.6, 0.7, 0.7])
+    assert gan.optim.learning_rates(paper, 2) == (pytest.approx(0.1 / 1.21),) * 2
+    assert gan.optim.learning_rates(paper, 100) == (0.01, 0.01)  # the floor
+    assert [gan.optim.momentum_at(paper, s) for s in (0, 2, 4, 8)] == pytest.approx([0.5, 0.6, 0.7, 0.7])
 
 
 def test_bad_optim_and_train_values_name_their_key() -> None:
@@ -111,11 +114,11 @@ def test_ema_update_is_a_lerp_of_parameters_and_copies_buffers() -> None:
             p.add_(1.0)
         model[1].running_mean.fill_(2.0)
     expected = [torch.lerp(e, p, 0.25) for e, p in zip(ema.parameters(), model.parameters())]
-    gan.ema_update(ema, model, 0.75)
+    gan.optim.ema_update(ema, model, 0.75)
     assert all(torch.equal(e, x) for e, x in zip(ema.parameters(), expected))
     assert torch.equal(ema[1].running_mean, model[1].running_mean)
-    assert [gan.ema_decay_at(0.999, s) for s in (0, 90)] == [0.1, 0.91]  # warm-up, then ...
-    assert gan.ema_decay_at(0.999, 10**6) == 0.999  # ... the configured decay
+    assert [gan.optim.ema_decay_at(0.999, s) for s in (0, 90)] == [0.1, 0.91]  # warm-up, then ...
+    assert gan.optim.ema_decay_at(0.999, 10**6) == 0.999  # ... the configured decay
 
 
 def test_max_norm_caps_every_unit_of_the_paper_discriminator() -> None:
@@ -128,12 +131,12 @@ def test_max_norm_caps_every_unit_of_the_paper_discriminator() -> None:
             arch="mlp", discriminator="concat", z_dim=100, noise="uniform", g_dropout=0.5, d_dropout=0.5
         )
     )
-    weights = gan.max_norm_weights(d)
+    weights = gan.optim.max_norm_weights(d)
     assert len(weights) == 4  # three maxout layers' linear maps and the output layer
     with torch.no_grad():
         weights[0].mul_(1000)
     small = weights[-1].clone()  # already under the cap: untouched
-    gan.apply_max_norm(weights, 1.9365)
+    gan.optim.apply_max_norm(weights, 1.9365)
     assert all(w.norm(dim=1).max() <= 1.9365 + 1e-5 for w in weights)
     assert torch.equal(weights[-1], small)
 
@@ -178,7 +181,8 @@ def test_model_selection_keeps_the_best_scoring_step() -> None:
 def test_max_norm_holds_after_training() -> None:
     out, g = toy_fit(steps=3, max_norm=0.3)
     assert all(
-        w.norm(dim=1).max() <= 0.3 + 1e-5 for w in gan.max_norm_weights(g) + gan.max_norm_weights(out.d)
+        w.norm(dim=1).max() <= 0.3 + 1e-5
+        for w in gan.optim.max_norm_weights(g) + gan.optim.max_norm_weights(out.d)
     )
 
 
@@ -197,7 +201,7 @@ def test_divergence_stops_and_keeps_the_selected_model_or_fails_clearly() -> Non
     out, _ = toy_fit(DivergingTask(t.x, t.onehot), steps=6, select_every=2, select=lambda g: 1.0)
     assert (out.diverged_at_step, out.selected_step) == (3, 2)
     assert all(torch.isfinite(p).all() for p in out.g.parameters())
-    with pytest.raises(utils.UserError, match="diverged at step 3 before any model selection"):
+    with pytest.raises(errors.UserError, match="diverged at step 3 before any model selection"):
         toy_fit(DivergingTask(t.x, t.onehot), steps=6)
 
 

@@ -13,9 +13,9 @@ from PIL import Image
 from pipeline import image_features
 from pipeline.image_features import Params, run
 from tagan.config import ParamsError, Runtime, from_dict
-from tagan.features import extract_features, load_features, shard_bounds
+from tagan.errors import UserError
 from tagan.models.backbones import Backbone, build_backbone
-from tagan.utils import UserError
+from tagan.tagging.features import extract_features, load_features, shard_bounds
 
 SIZE = 64  # tiny network input keeps the real backbone fast
 

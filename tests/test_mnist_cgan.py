@@ -11,8 +11,8 @@ import torch
 from test_mnist_classifier import fake_mnist  # tests/ is on sys.path
 
 from pipeline.mnist_cgan import Params, run
-from tagan import config, gan, training, utils
-from tagan.mnist_gan import MnistCGANTask, generate, load_generator, mode_seeking_loss
+from tagan import config, errors, files, gan, training, utils
+from tagan.mnist.mnist_cgan import MnistCGANTask, generate, load_generator, mode_seeking_loss
 from tagan.models.mnist import ClassifierConfig, MnistClassifier
 from tagan.models.mnist_cgan import Maxout, ModelConfig, build, sample_noise
 
@@ -89,11 +89,11 @@ def test_projection_discriminator_is_psi_plus_embedding_dot_phi() -> None:
 
 def test_paper_schedule() -> None:
     optim = tiny(**PAPER).optim
-    assert gan.learning_rates(optim, 0) == (0.1, 0.1) and gan.momentum_at(optim, 0) == 0.5
-    lr, _ = gan.learning_rates(optim, 50)
-    assert lr == pytest.approx(0.1 / 1.00004**50) and gan.momentum_at(optim, 50) == pytest.approx(0.6)
-    assert gan.learning_rates(optim, 10**6)[0] == pytest.approx(1e-6)  # floor ...
-    assert gan.momentum_at(optim, 10**6) == pytest.approx(0.7)  # ... and saturation
+    assert gan.optim.learning_rates(optim, 0) == (0.1, 0.1) and gan.optim.momentum_at(optim, 0) == 0.5
+    lr, _ = gan.optim.learning_rates(optim, 50)
+    assert lr == pytest.approx(0.1 / 1.00004**50) and gan.optim.momentum_at(optim, 50) == pytest.approx(0.6)
+    assert gan.optim.learning_rates(optim, 10**6)[0] == pytest.approx(1e-6)  # floor ...
+    assert gan.optim.momentum_at(optim, 10**6) == pytest.approx(0.7)  # ... and saturation
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_bad_params_name_the_key() -> None:
 def write_fixtures(root: Path) -> tuple[Path, Path]:
     """A tiny fake MNIST npz and an untrained classifier checkpoint."""
     mnist = fake_mnist(n_train=64, n_eval=32)
-    utils.save_npz(root / "mnist.npz", **mnist)
+    files.save_npz(root / "mnist.npz", **mnist)
     torch.manual_seed(0)
     ccfg = ClassifierConfig(channels=(4, 8), hidden=8)
     utils.save_checkpoint(
@@ -173,7 +173,7 @@ def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) 
         cfg, config.Runtime(device="cpu"), npz, clf, out["model"], out["metrics"], out["plot"], out["png"]
     )
     assert all(p.exists() for p in out.values())
-    assert utils.read_json(out["metrics"]) == metrics
+    assert files.read_json(out["metrics"]) == metrics
     assert {"parzen_ll", "parzen_se", "parzen_sigma", "fid", "fid_real_floor", "conditional_accuracy"} <= set(
         metrics
     )
@@ -197,7 +197,7 @@ def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) 
 
 def test_missing_classifier_is_a_user_error(tmp_path: Path) -> None:
     npz, _ = write_fixtures(tmp_path)
-    with pytest.raises(utils.UserError, match="dvc repro mnist_classifier"):
+    with pytest.raises(errors.UserError, match="dvc repro mnist_classifier"):
         run(
             tiny(),
             config.Runtime(device="cpu"),

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 
 from pipeline.mnist_classifier import Params, run
 from tagan import config
-from tagan.classifier import random_shift
 from tagan.config import ParamsError, Runtime
+from tagan.errors import UserError
+from tagan.files import read_json, save_npz
+from tagan.mnist.classifier import random_shift
 from tagan.models.mnist import ClassifierConfig, MnistClassifier, infer, load_classifier
-from tagan.utils import UserError, read_json, save_npz
 
 
 def fake_mnist(n_train: int = 512, n_eval: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
@@ -139,7 +140,7 @@ def test_malformed_params_name_the_key(section: dict, key: str) -> None:
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed at step 10 with resume files every 4 steps: the rerun resumes at 8 and ends bit-identical."""
-    import tagan.classifier as classifier
+    import tagan.mnist.classifier as classifier
     import tagan.training as training
 
     monkeypatch.setattr(training, "RESUME_DIR", tmp_path / "resume")

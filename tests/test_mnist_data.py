@@ -11,8 +11,9 @@ import pytest
 from pipeline.mnist_data import Params, run
 from tagan import config
 from tagan.config import ParamsError, Runtime
+from tagan.errors import UserError
+from tagan.files import save_npz
 from tagan.readers import mnist as reader
-from tagan.utils import UserError, save_npz
 
 
 def make_idx_set(root: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict[str, Path]:

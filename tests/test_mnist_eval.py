@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_mnist_classifier import fake_mnist  # pytest puts tests/ on sys.path
 
-from tagan.mnist_eval import evaluate_generator
+from tagan.mnist.evaluation import evaluate_generator
 from tagan.models.mnist import ClassifierConfig, MnistClassifier, infer
 
 

@@ -9,10 +9,10 @@ import torch
 from wordnet_fixtures import GENERIC, freq, mini_wordnet, wnid
 
 from tagan.models.open_cgan import OpenCGANConfig, OpenDecoder, build, sample_words
-from tagan.open_gan import ClassPairs, class_targets, head_words, prior_table, related_classes
-from tagan.open_vocab import WordNetPosterior, conse, conse_vectors, imagenet_names
-from tagan.tagging import TagIndex, decode_votes, l2_normalize
-from tagan.vocabulary import build_vocabulary, imagenet_classes
+from tagan.tagging.index import TagIndex, decode_votes, l2_normalize
+from tagan.tagging.open_cgan import ClassPairs, class_targets, head_words, prior_table, related_classes
+from tagan.tagging.open_vocab import WordNetPosterior, conse, conse_vectors, imagenet_names
+from tagan.tagging.vocabulary import build_vocabulary, imagenet_classes
 
 
 def test_conse_is_the_convex_combination_of_the_top_classes() -> None:
@@ -114,7 +114,7 @@ def test_faiss_round_trip_on_a_big_vocabulary(tmp_path: Path) -> None:
 def test_open_cgan_task_trains_with_the_shared_trainer(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Mixed batches (image pairs with gated features + class pairs) through tagan.gan.fit; deterministic batches."""
     from tagan import gan
-    from tagan.open_gan import OpenCGANTask, OpenTrainConfig
+    from tagan.tagging.open_cgan import OpenCGANTask, OpenTrainConfig
 
     monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from wordnet_fixtures import GENERIC, mini_wordnet
 
-from tagan.photos import (
+from tagan.evaluation.photo_set import (
     LABELS,
     Photo,
     accepted_words,
@@ -107,7 +107,7 @@ def test_splits_are_stratified_grouped_and_fixed() -> None:
     reason="Debian gcompris-qt-data missing",
 )
 def test_real_gcompris_photos() -> None:
-    from tagan.photos import collect_photos
+    from tagan.evaluation.photo_set import collect_photos
 
     counts: dict[str, int] = {}
     for photo, blob in collect_photos(samples=False):

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+from tagan.errors import UserError
 from tagan.readers.folder import read_folder
 from tagan.readers.images import ImageError, load_image
 from tagan.readers.mirflickr import prepare, read_mirflickr, safe_extract
 from tagan.readers.openclipart import read_openclipart
-from tagan.utils import UserError
 from tests.helpers import system_tool
 from tests.photo_fixtures import make_avif, make_dng, make_heic, picture
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tagan.report import ContactSheet, thumbnail_base64
+from tagan.photos.report import ContactSheet, thumbnail_base64
 from tests.helpers import system_tool
 
 COLORS = [(220, 30, 30), (30, 160, 60), (40, 70, 200)]

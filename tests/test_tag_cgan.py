@@ -21,8 +21,8 @@ from tagan.models.tag_cgan import (
     sample,
     sample_noise,
 )
-from tagan.tag_gan import TagCGANTask, TagTrainConfig, training_pairs, val_p_at_5
-from tagan.tagging import TagIndex, read_tag_data
+from tagan.tagging.index import TagIndex, read_tag_data
+from tagan.tagging.tag_cgan import TagCGANTask, TagTrainConfig, training_pairs, val_p_at_5
 from tagan.utils import load_checkpoint
 from tests.tag_fixtures import TINY_TAG_CGAN, make_tag_data, tiny_tag_cgan_params
 

@@ -11,13 +11,14 @@ from pipeline.tag_embeddings import Params as EmbParams
 from pipeline.tag_embeddings import run as embed
 from pipeline.tag_eval import Params, run
 from tagan import metrics
-from tagan.baselines import class_to_tag_matrix
-from tagan.bundle import Bundle
 from tagan.config import Runtime, from_dict
-from tagan.scoring import paired_group_bootstrap, precision_at_k_per_image
-from tagan.tagger import Tagger
-from tagan.tagging import read_tag_data
-from tagan.utils import UserError, read_json
+from tagan.errors import UserError
+from tagan.evaluation.scoring import paired_group_bootstrap, precision_at_k_per_image
+from tagan.files import read_json
+from tagan.tagging.baselines import class_to_tag_matrix
+from tagan.tagging.bundle import Bundle
+from tagan.tagging.index import read_tag_data
+from tagan.tagging.tagger import Tagger
 from tests.tag_fixtures import make_tag_data, tiny_tag_cgan_params
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagan.tagging import TagIndex, decode_votes, knn_scores, read_tag_data, top_from_scores, zeroshot_scores
-from tagan.utils import UserError
+from tagan.errors import UserError
+from tagan.tagging.index import (
+    TagIndex,
+    decode_votes,
+    knn_scores,
+    read_tag_data,
+    top_from_scores,
+    zeroshot_scores,
+)
 from tests.tag_fixtures import make_tag_data
 
 

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from pipeline.tags_data import Params, run
-from tagan.collection import build, cap_groups, clean_tags, split_by_group
 from tagan.config import ParamsError, Runtime, from_dict
 from tagan.readers.images import TaggedImage
 from tagan.readers.items import read_items
+from tagan.tagging.collection import build, cap_groups, clean_tags, split_by_group
 
 
 def collection(n_groups: int = 20, per_group: int = 10) -> list[TaggedImage]:

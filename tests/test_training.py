@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from tagan import training
-from tagan.utils import atomic_path
+from tagan.files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "tests" / "toy_gan.py"
@@ -167,7 +167,7 @@ def test_write_json_writes_standard_json_with_null_for_nan(tmp_path: Path) -> No
 
     import numpy as np
 
-    from tagan.utils import write_json
+    from tagan.files import write_json
 
     path = tmp_path / "m.json"
     write_json(path, {"p": float("nan"), "q": np.float32(0.5), "r": [float("inf"), 1], "s": np.int64(3)})

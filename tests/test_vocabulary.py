@@ -9,8 +9,8 @@ from wordnet_fixtures import GENERIC, freq, mini_wordnet, wnid
 
 from pipeline.vocabulary import Params, run
 from tagan.config import Runtime
-from tagan.vocabulary import Vocabulary, build_vocabulary, imagenet_classes, normalize
-from tagan.wordnet import ancestors, hypernym_chain, lexnames_text
+from tagan.tagging.vocabulary import Vocabulary, build_vocabulary, imagenet_classes, normalize
+from tagan.tagging.wordnet import ancestors, hypernym_chain, lexnames_text
 
 
 def test_mini_wordnet_reads_through_nltk(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tagan.wordnet import load_wordnet
+from tagan.tagging.wordnet import load_wordnet
 
 # key, lemmas, hypernyms / instance_of, lexicographer file (3 Tops, 5 animal, 6 artifact, 13 food)
 SYNSETS: list[dict[str, Any]] = [

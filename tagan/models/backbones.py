@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from tagan.utils import UserError
+from tagan.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tagan.utils import UserError, load_checkpoint
+from tagan.errors import UserError
+from tagan.utils import load_checkpoint
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan.models.tag_cgan import FeatureNorm, init_weights
-from tagan.tagging import TagIndex, Tags, l2_normalize
+from tagan.tagging.index import TagIndex, Tags, l2_normalize
 
 
 @dataclass
@@ -190,7 +190,7 @@ class OpenDecoder:
         words = ckpt["config"]["head"]
         missing = [w for w in words if w not in index.word_index]
         if missing:
-            from tagan.utils import UserError
+            from tagan.errors import UserError
 
             raise UserError(
                 f"open CGAN head words missing from the open index ({missing[:3]}); rebuild the model"

@@ -13,9 +13,9 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 from PIL import Image, IptcImagePlugin
 
+from tagan.errors import UserError
 from tagan.readers.images import TaggedImage, list_images
 from tagan.readers.xmp import XmpError, read_keywords, sidecar_path
-from tagan.utils import UserError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from tagan.utils import NotRegularFileError, open_regular
+from tagan.errors import NotRegularFileError
+from tagan.files import open_regular
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tagan.utils import UserError
+from tagan.errors import UserError
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:

@@ -12,8 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from tagan.errors import UserError
+from tagan.files import atomic_path
 from tagan.readers.images import TaggedImage
-from tagan.utils import UserError, atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagan.utils import UserError, atomic_path
+from tagan.errors import UserError
+from tagan.files import atomic_path
 
 log = logging.getLogger(__name__)
 

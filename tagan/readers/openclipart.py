@@ -11,8 +11,8 @@ from xml.etree.ElementTree import ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from tagan.errors import UserError
 from tagan.readers.images import TaggedImage
-from tagan.utils import UserError
 
 log = logging.getLogger(__name__)
 

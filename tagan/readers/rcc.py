@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tagan.utils import UserError
+from tagan.errors import UserError
 
 MAGIC = b"qres"
 FLAG_COMPRESSED = 0x01

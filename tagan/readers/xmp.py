@@ -29,7 +29,8 @@ from typing import Literal
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from tagan.utils import NotRegularFileError, atomic_path, open_regular
+from tagan.errors import NotRegularFileError
+from tagan.files import atomic_path, open_regular
 
 NS = {
     "x": "adobe:ns:meta/",

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan import config, gan
-from tagan.open_vocab import zipf_weight
-from tagan.vocabulary import ImageNetClasses, Vocabulary
-from tagan.wordnet import GENERIC_SYNSETS
+from tagan.tagging.open_vocab import zipf_weight
+from tagan.tagging.vocabulary import ImageNetClasses, Vocabulary
+from tagan.tagging.wordnet import GENERIC_SYNSETS
 
 
 def head_words(vocab: Vocabulary, training_tags: list[str]) -> list[str]:

@@ -49,9 +49,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagan.errors import UserError
 from tagan.readers.rcc import RccFile
-from tagan.utils import UserError
-from tagan.wordnet import GENERIC_SYNSETS
+from tagan.tagging.wordnet import GENERIC_SYNSETS
 
 GCOMPRIS_RCC_DIR = Path("/usr/share/gcompris-qt/rcc")
 
@@ -580,7 +580,7 @@ def build_photo_set(
     seed: int = 0,
 ) -> list[Photo]:
     """Extract the photos to `out_dir/images`, label and split them, write `out_dir/photos.jsonl`."""
-    from tagan.utils import write_text
+    from tagan.files import write_text
 
     out_dir = Path(out_dir)
     img_dir = out_dir / "images"

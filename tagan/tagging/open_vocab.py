@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tagan.tagging import TagIndex, Tags
-from tagan.vocabulary import ImageNetClasses, Vocabulary
-from tagan.wordnet import GENERIC_SYNSETS
+from tagan.tagging.index import TagIndex, Tags
+from tagan.tagging.vocabulary import ImageNetClasses, Vocabulary
+from tagan.tagging.wordnet import GENERIC_SYNSETS
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -9,9 +9,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from tagan.evaluation.scoring import score
 from tagan.models.tag_baselines import MLPConfig, TagMLP, fit
-from tagan.scoring import score
-from tagan.tagging import (
+from tagan.tagging.index import (
     TagData,
     TagIndex,
     Tags,
@@ -134,12 +134,12 @@ def class_to_tag_matrix(
     fallback model (MiniLM sentences or GloVe word means); a class-name word equal to a tag scores 1.
     """
     if fallback == "minilm":
-        from tagan.embeddings import minilm_vectors
+        from tagan.tagging.embeddings import minilm_vectors
 
         c = minilm_vectors(class_names)
         t = minilm_vectors([w.replace("-", " ") for w in words])
     else:
-        from tagan.embeddings import glove_vectors
+        from tagan.tagging.embeddings import glove_vectors
 
         c = np.stack([glove_vectors(n.lower().replace("-", " ").split(), 0)[0].mean(0) for n in class_names])
         t, _ = glove_vectors(words, 0)

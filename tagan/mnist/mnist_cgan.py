@@ -201,7 +201,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """The test protocol on `samples` digits (1/10 per class): Parzen LL, Frechet distance, conditional
     accuracy; with a truncated noise spread, also the same weights' untruncated numbers."""
-    from tagan.mnist_eval import evaluate_generator
+    from tagan.mnist.evaluation import evaluate_generator
     from tagan.models.mnist import load_classifier
 
     t0 = time.perf_counter()

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from tagan.bundle import Bundle
-from tagan.photos import Photo, summary, tag_metrics
-from tagan.tagger import Tagger
+from tagan.evaluation.photo_set import Photo, summary, tag_metrics
+from tagan.tagging.bundle import Bundle
+from tagan.tagging.tagger import Tagger
 
 COLUMNS = [
     ("hit_at_1", "hit@1"),

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tagan.utils import UserError
+from tagan.errors import UserError
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 import numpy as np
 
 from tagan.config import check
+from tagan.errors import UserError
 from tagan.readers import openclipart
 from tagan.readers.images import TaggedImage
-from tagan.utils import UserError
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tagan.files import atomic_path, write_text
 from tagan.readers.images import load_image
-from tagan.tagging import TagData, Tags
-from tagan.utils import atomic_path, write_text
+from tagan.tagging.index import TagData, Tags
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagan.tagging import TagIndex
-from tagan.utils import UserError
+from tagan.errors import UserError
+from tagan.tagging.index import TagIndex
 
 
 def train_tag_lists(items_path: Path) -> list[list[str]]:

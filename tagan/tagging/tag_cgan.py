@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan import config, gan, metrics, training
+from tagan.errors import UserError
 from tagan.models.tag_cgan import (
     DataSizes,
     Discriminator,
@@ -25,8 +26,7 @@ from tagan.models.tag_cgan import (
     sample,
     sample_noise,
 )
-from tagan.tagging import TagData, TagIndex, decode_votes
-from tagan.utils import UserError
+from tagan.tagging.index import TagData, TagIndex, decode_votes
 
 
 @dataclass
@@ -139,7 +139,7 @@ class TagCGANTask(gan.GANTask):
             return None
         assert batch.cond is not None
         wrong = d(batch.real, batch.cond.roll(1, dims=0))  # a real tag on another image of the batch
-        return self.mismatch * gan.fake_term(kind, wrong)
+        return self.mismatch * gan.optim.fake_term(kind, wrong)
 
     def g_extra(self, fake: gan.Fake, batch: gan.Batch) -> torch.Tensor | None:
         if not self.aux_weight:

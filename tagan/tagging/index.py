@@ -18,7 +18,8 @@ import faiss
 import numpy as np
 import torch
 
-from tagan.utils import UserError, atomic_path, read_json, write_json
+from tagan.errors import UserError
+from tagan.files import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 

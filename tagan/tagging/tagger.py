@@ -1,7 +1,7 @@
 """The Tagger: tags images from backbone features with one method of a bundle written by tag_eval.
 
 Used by cli.py and the photo_eval stage; every method decodes with the settings stored in the bundle
-(`tagan.bundle.Decoding`), the ones its test metrics were scored with.
+(`tagan.tagging.bundle.Decoding`), the ones its test metrics were scored with.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tagan.bundle import Bundle, Decoding
-from tagan.tagging import TagIndex, Tags, decode_votes, knn_scores, top_from_scores, zeroshot_scores
-from tagan.utils import UserError, load_checkpoint, read_json
+from tagan.errors import UserError
+from tagan.files import read_json
+from tagan.tagging.bundle import Bundle, Decoding
+from tagan.tagging.index import TagIndex, Tags, decode_votes, knn_scores, top_from_scores, zeroshot_scores
+from tagan.utils import load_checkpoint
 
 
 class Tagger:
@@ -65,15 +67,15 @@ class Tagger:
             return z["weight"].astype(np.float32), z["bias"].astype(np.float32)
 
     def vocabulary(self) -> Any:
-        """The bundle's open vocabulary (tagan.vocabulary.Vocabulary), or None when it has none."""
+        """The bundle's open vocabulary (tagan.tagging.vocabulary.Vocabulary), or None when it has none."""
         if self._vocab is None and (self.model_dir / "vocabulary" / "words.jsonl").is_file():
-            from tagan.vocabulary import Vocabulary
+            from tagan.tagging.vocabulary import Vocabulary
 
             self._vocab = Vocabulary.load(self.model_dir / "vocabulary")
         return self._vocab
 
     def _classes(self) -> Any:
-        from tagan.vocabulary import ImageNetClasses
+        from tagan.tagging.vocabulary import ImageNetClasses
 
         path = self.model_dir / "vocabulary" / "imagenet.json"
         if not path.is_file():
@@ -118,7 +120,7 @@ class Tagger:
                 raise UserError(f"ImageNet class names missing from the open index: {', '.join(missing[:5])}")
             self._model = (*self._head(), self.index.vectors[[self.index.word_index[n] for n in names]])
         elif s.kind == "wordnet":
-            from tagan.open_vocab import WordNetPosterior
+            from tagan.tagging.open_vocab import WordNetPosterior
 
             self._model = (*self._head(), WordNetPosterior.build(self.vocabulary(), self._classes()))
 
@@ -126,7 +128,7 @@ class Tagger:
 
     def posterior(self, features: np.ndarray) -> np.ndarray:
         """The backbone's ImageNet-1k class probabilities (B, 1000) from its pooled features (B, F)."""
-        from tagan.open_vocab import softmax
+        from tagan.tagging.open_vocab import softmax
 
         weight, bias = self._model[0], self._model[1]
         return softmax(features @ weight.T + bias)
@@ -195,7 +197,7 @@ class Tagger:
                 neighbors=neighbors, weighted=s.weighted,
             )  # fmt: skip
         if s.kind == "imagenet_names":
-            from tagan.open_vocab import imagenet_names
+            from tagan.tagging.open_vocab import imagenet_names
 
             names = self._model[2]
             probs = self.posterior(features)
@@ -203,7 +205,7 @@ class Tagger:
                 probs = probs * np.array([n in allowed_set for n in names])
             return [[(w, p) for w, p in row if p > 0] for row in imagenet_names(probs, names, top_k)]
         if s.kind == "conse":
-            from tagan.open_vocab import conse_vectors
+            from tagan.tagging.open_vocab import conse_vectors
 
             vec = conse_vectors(self.posterior(features), self._model[2], s.top)  # (B, D)
             return decode_votes(

@@ -1,6 +1,6 @@
 """The open decode vocabulary: common WordNet nouns + ImageNet-1k class lemmas + their broader words + training tags.
 
-Sources (all offline): WordNet 3.0 (Debian `wordnet-base`, read with nltk, see tagan.wordnet), word
+Sources (all offline): WordNet 3.0 (Debian `wordnet-base`, read with nltk, see tagan.tagging.wordnet), word
 frequencies from PyPI `wordfreq` (Zipf scale, `large` English list), the ImageNet-1k wnids from the
 label files of the PyPI `timm` wheel, and the training tags of the collection (data/tags/vocab.json).
 
@@ -25,8 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagan.utils import UserError, read_json, write_json, write_text
-from tagan.wordnet import GENERIC_SYNSETS, ancestors, display, hypernym_chain, wnid_to_synset
+from tagan.errors import UserError
+from tagan.files import read_json, write_json, write_text
+from tagan.tagging.wordnet import GENERIC_SYNSETS, ancestors, display, hypernym_chain, wnid_to_synset
 
 _OK_WORD = re.compile(r"^[a-z][a-z' \-]*[a-z]$")
 

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from tagan import metrics
+from tagan.errors import UserError
 from tagan.models.tag_cgan import load_generator, sample
-from tagan.tagging import TagData, TagIndex, Tags, decode_votes
-from tagan.utils import UserError
+from tagan.tagging.index import TagData, TagIndex, Tags, decode_votes
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The tagger bundle: one typed contract (`Bundle`, info.json) written by tag_eval and read by tagan.tagger.Tagger.
+"""The tagger bundle: one typed contract (`Bundle`, info.json) written by tag_eval and read by tagan.tagging.tagger.Tagger.
 
 A bundle directory holds `info.json` (a `Bundle`: the full feature-extraction config, every method's
 decoding settings and the test metrics those settings produced), `index/` (the training-tag TagIndex),
@@ -17,10 +17,12 @@ from typing import Any, Literal
 import numpy as np
 
 from tagan import config
-from tagan.baselines import Baselines
-from tagan.features import FeatureConfig
-from tagan.tagging import TagIndex
-from tagan.utils import UserError, read_json, save_checkpoint, save_npz, write_json
+from tagan.errors import UserError
+from tagan.files import read_json, save_npz, write_json
+from tagan.tagging.baselines import Baselines
+from tagan.tagging.features import FeatureConfig
+from tagan.tagging.index import TagIndex
+from tagan.utils import save_checkpoint
 
 BUNDLE_VERSION = 2
 Kind = Literal[

@@ -18,9 +18,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tagan.config import check, positive
+from tagan.errors import UserError
+from tagan.files import save_npz, write_json, write_text
 from tagan.models.backbones import RUNTIMES, Backbone
 from tagan.readers.images import DEFAULT_MAX_PIXELS, ImageError, load_image
-from tagan.utils import UserError, progress, save_npz, write_json, write_text
+from tagan.utils import progress
 
 log = logging.getLogger(__name__)
 RESUME_DIR = (

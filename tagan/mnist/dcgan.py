@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tagan import training, utils
+from tagan import errors, training, utils
 from tagan.models.dcgan import Discriminator, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def labelled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray
     for digit in range(10):
         pool = np.flatnonzero(labels == digit)
         if len(pool) < per_class:
-            raise utils.UserError(
+            raise errors.UserError(
                 f"only {len(pool)} training images of digit {digit}; lower dcgan.svm_labels_per_class"
             )
         picks.append(rng.choice(pool, size=per_class, replace=False))
