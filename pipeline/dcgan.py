@@ -5,7 +5,6 @@ python -m pipeline.dcgan --dataset mnist --data data/mnist/mnist.npz --classifie
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +12,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tagan import config, errors, files, gan, training, utils
+from tagan import config, errors, gan, stage, training, utils
 from tagan.mnist.dcgan import fixed_noise, generate, svm_metrics, to_dcgan_input, to_unit_28, write_walk_png
-from tagan.mnist.evaluation import evaluate_generator, parzen_only
+from tagan.mnist.evaluation import SIGMA_GRID, evaluate_generator, parzen_only
 from tagan.models.dcgan import ModelConfig, build, valid_layers
 from tagan.models.mnist import load_classifier
 from tagan.readers.mnist import load_npz
@@ -28,7 +27,7 @@ class Params:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: gan.OptimConfig = field(default_factory=gan.OptimConfig)
-    train: gan.TrainConfig = field(default_factory=lambda: gan.TrainConfig(steps=2500))
+    train: gan.TrainConfig = field(default_factory=gan.TrainConfig)
     svm_labels_per_class: int = 100  # labelled training images per digit for the SVM (paper: 1000 total)
     svm_c_grid: list[float] = field(
         default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]
@@ -37,7 +36,7 @@ class Params:
     feature_grid: int = 4  # D's conv features max-pooled to grid x grid
     feature_layers: list[int] = field(default_factory=lambda: [2, 3])  # headline: D's conv layers (1-based)
     eval_samples: int = 10000
-    sigma_grid: list[float] = field(default_factory=lambda: [0.08, 0.1, 0.12, 0.14, 0.17, 0.2, 0.25, 0.3])
+    sigma_grid: list[float] = field(default_factory=lambda: list(SIGMA_GRID))
     walk_rows: int = 8
     walk_steps: int = 10
 
@@ -107,35 +106,20 @@ def run(
             "eval_total_seconds": round(time.perf_counter() - t0, 1),
         })  # fmt: skip
 
-        utils.save_checkpoint(
-            model_out,
-            {"model": cfg.model.to_dict(), "params": config.to_dict(cfg), "dataset": dataset},
-            {"g": g.state_dict(), "d": d.state_dict()},
-        )
-        files.write_csv(plot_out, fitted.rows)
+        fitted.save(
+            model_out, {"model": cfg.model.to_dict(), "params": config.to_dict(cfg), "dataset": dataset},
+            {"g": g.state_dict(), "d": d.state_dict()}, plot_out, metrics_out, metrics,
+        )  # fmt: skip
         grid = fixed_noise(100, cfg.model.z_dim, cfg.seed + 7)
         utils.write_grid_png(samples_png, to_unit_28(generate(g, grid)).reshape(10, 10, 28, 28))
         write_walk_png(walk_png, g, cfg.model.z_dim, cfg.walk_rows, cfg.walk_steps, cfg.seed + 777)
-        files.write_json(metrics_out, metrics)
     fitted.finish()
     return metrics
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", choices=("mnist", "fashion"), default="mnist")
-    ap.add_argument("--data", type=Path, default=Path("data/mnist/mnist.npz"))
-    ap.add_argument("--classifier", type=Path, default=Path("data/models/mnist_classifier.pt"))
-    ap.add_argument("--model", type=Path, default=Path("data/models/dcgan_mnist.pt"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/dcgan_mnist.json"))
-    ap.add_argument("--plot", type=Path, default=Path("plots/dcgan_mnist_loss.csv"))
-    ap.add_argument("--samples", type=Path, default=Path("reports/dcgan_mnist_samples.png"))
-    ap.add_argument("--walk", type=Path, default=Path("reports/dcgan_mnist_walk.png"))
-    args = ap.parse_args()
-    cfg, runtime = config.load_stage(Params, "dcgan")
-    run(cfg, runtime, args.dataset, args.data, args.classifier, args.model, args.metrics, args.plot,
-        args.samples, args.walk)  # fmt: skip
+    stage.main(run, Params, "dcgan")
 
 
 if __name__ == "__main__":
-    utils.stage_main(main)
+    main()

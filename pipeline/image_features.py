@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tagan import config
+from tagan import stage
 from tagan.config import Runtime, positive
 from tagan.errors import UserError
 from tagan.readers.items import read_items
@@ -23,7 +22,7 @@ from tagan.tagging.features import (
     shard_bounds,
     shard_path,
 )
-from tagan.utils import resolve_device, set_threads, stage_main
+from tagan.utils import resolve_device, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +54,8 @@ def run(
     """Extract features for items.jsonl; with `shard` only that shard, else all missing shards then merge."""
     set_threads(runtime.num_threads)
     num_shards = num_shards or cfg.num_shards
+    if num_shards < 1:
+        raise UserError(f"--num-shards must be >= 1, got {num_shards}")
     if shard is not None and not 0 <= shard < num_shards:
         raise UserError(f"--shard must be in [0, {num_shards - 1}], got {shard}")
     rows = read_items(items_path)
@@ -90,22 +91,8 @@ def run(
 
 
 def main() -> None:
-    """Entry point: python -m pipeline.image_features [--shard i --num-shards n]."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--items", type=Path, default=Path("data/tags/items.jsonl"))
-    ap.add_argument("--out", type=Path, default=Path("data/features"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/image_features.json"))
-    ap.add_argument("--params", type=Path, default=config.PARAMS_FILE)
-    ap.add_argument("--shard", type=int, default=None, help="compute only this shard (0-based)")
-    ap.add_argument(
-        "--num-shards", type=int, default=None, help="number of shards (default: params num_shards)"
-    )
-    args = ap.parse_args()
-    if args.num_shards is not None and args.num_shards < 1:
-        raise UserError(f"--num-shards must be >= 1, got {args.num_shards}")
-    cfg, runtime = config.load_stage(Params, "image_features", args.params)
-    run(cfg, runtime, args.items, args.out, args.metrics, shard=args.shard, num_shards=args.num_shards)
+    stage.main(run, Params, "image_features")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

@@ -5,14 +5,14 @@ python -m pipeline.mnist_cgan --preset strong
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from tagan import config, errors, files, gan, training, utils
+from tagan import config, errors, gan, stage, training, utils
 from tagan.mnist import mnist_cgan
+from tagan.mnist.evaluation import SIGMA_GRID
 from tagan.models.mnist_cgan import ModelConfig, build
 from tagan.readers.mnist import load_npz
 
@@ -30,7 +30,7 @@ class Params:
     select_samples: int = 2000  # generated samples for each model-selection estimate
     select_val_images: int = 2000  # validation images for each model-selection estimate
     eval_samples: int = 10000  # generated samples for the final Parzen / FID (1/10 per class)
-    sigma_grid: list[float] = field(default_factory=lambda: [0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3])
+    sigma_grid: list[float] = field(default_factory=lambda: list(SIGMA_GRID))
 
     def __post_init__(self) -> None:
         config.check(
@@ -64,7 +64,7 @@ def run(
     metrics_out: Path,
     plot_out: Path,
     samples_png: Path,
-    name: str = "mnist_cgan",
+    preset: Literal["paper", "strong"] = "strong",
 ) -> dict[str, Any]:
     """Train one preset, write checkpoint / loss CSV / digit grid, and return + write its metrics."""
     device, info = training.setup(runtime)
@@ -82,7 +82,7 @@ def run(
     utils.seed_everything(cfg.seed)
     g, d = (training.to_device(m, device) for m in build(cfg.model))
     fitted = gan.fit(
-        task, g, d, cfg.train, cfg.optim, name=name, config_dict=config.to_dict(cfg), seed=cfg.seed,
+        task, g, d, cfg.train, cfg.optim, name=f"mnist_cgan_{preset}", config_dict=config.to_dict(cfg), seed=cfg.seed,
         noise_seed=cfg.seed + 1, info=info, select=scorer if cfg.train.select_every else None,
     )  # fmt: skip
 
@@ -106,43 +106,18 @@ def run(
         if math.isfinite(fitted.selected_score):
             metrics["selected_val_parzen"] = round(fitted.selected_score, 3)
 
-        utils.save_checkpoint(
-            model_out,
-            {"model": mcfg.to_dict(), "params": config.to_dict(cfg)},
-            g.state_dict(),
-            selected_step=fitted.selected_step,
-        )
-        files.write_csv(plot_out, fitted.rows)
+        fitted.save(
+            model_out, {"model": mcfg.to_dict(), "params": config.to_dict(cfg)}, g.state_dict(), plot_out,
+            metrics_out, metrics, selected_step=fitted.selected_step,
+        )  # fmt: skip
         mnist_cgan.save_digit_grid(samples_png, g, mcfg, cfg.seed + 7)
-        files.write_json(metrics_out, metrics)
     fitted.finish()
     return metrics
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", choices=["paper", "strong"], default="strong")
-    ap.add_argument("--data", type=Path, default=Path("data/mnist/mnist.npz"))
-    ap.add_argument("--classifier", type=Path, default=Path("data/models/mnist_classifier.pt"))
-    ap.add_argument("--model", type=Path)
-    ap.add_argument("--metrics", type=Path)
-    ap.add_argument("--plot", type=Path)
-    ap.add_argument("--samples", type=Path)
-    args = ap.parse_args()
-    p = args.preset
-    cfg, runtime = config.load_stage(Params, f"mnist_cgan.{p}")
-    run(
-        cfg,
-        runtime,
-        args.data,
-        args.classifier,
-        args.model or Path(f"data/models/mnist_cgan_{p}.pt"),
-        args.metrics or Path(f"metrics/mnist_cgan_{p}.json"),
-        args.plot or Path(f"plots/mnist_cgan_{p}_loss.csv"),
-        args.samples or Path(f"reports/mnist_cgan_{p}_samples.png"),
-        name=f"mnist_cgan_{p}",
-    )
+    stage.main(run, Params, "mnist_cgan")
 
 
 if __name__ == "__main__":
-    utils.stage_main(main)
+    main()

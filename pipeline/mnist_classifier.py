@@ -8,20 +8,19 @@ distance on its penultimate features. Paths come from dvc.yaml:
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tagan import config
+from tagan import config, stage
 from tagan.config import Runtime
 from tagan.errors import UserError
 from tagan.files import write_csv, write_json
 from tagan.mnist.classifier import ClassifierTraining, accuracy, fit_classifier
 from tagan.readers.mnist import load_npz
 from tagan.training import Checkpointer
-from tagan.utils import resolve_device, save_checkpoint, seed_everything, set_threads, stage_main
+from tagan.utils import resolve_device, save_checkpoint, seed_everything, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +79,8 @@ def run(
 
 
 def main() -> None:
-    """CLI entry (paths come from dvc.yaml)."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, default=Path("data/mnist/mnist.npz"))
-    ap.add_argument("--model", type=Path, default=Path("data/models/mnist_classifier.pt"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/mnist_classifier.json"))
-    ap.add_argument("--plot", type=Path, default=Path("plots/mnist_classifier_train.csv"))
-    args = ap.parse_args()
-    cfg, runtime = config.load_stage(Params, "mnist_classifier")
-    run(cfg, runtime, args.data, args.model, args.metrics, args.plot)
+    stage.main(run, Params, "mnist_classifier")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tagan import config
+from tagan import config, stage
 from tagan.config import Runtime
 from tagan.files import save_npz, write_json
 from tagan.readers import mnist as reader
-from tagan.utils import stage_main
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +65,8 @@ def run(
 
 
 def main() -> None:
-    """CLI entry (paths come from dvc.yaml)."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("data/mnist/mnist.npz"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/mnist_data.json"))
-    ap.add_argument("--dataset", choices=("mnist", "fashion"), default="mnist")
-    args = ap.parse_args()
-    cfg, runtime = config.load_stage(Params, "mnist_data")
-    run(cfg, runtime, args.out, args.metrics, args.dataset)
+    stage.main(run, Params, "mnist_data")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

@@ -2,12 +2,11 @@
 
 G is conditioned on the backbone's ImageNet posterior (and, through a gate, on the image features) and learns
 from class -> WordNet word pairs (photo knowledge without photos) beside the collection's image -> tag pairs;
-see tagan/models/open_cgan.py and tagan/open_gan.py. Runs under torchrun like the other GAN stages.
+see tagan/models/open_cgan.py (the networks) and tagan/tagging/open_cgan.py (the task). Runs under torchrun like the other GAN stages.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import time
@@ -17,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tagan import config, gan, training
+from tagan import config, gan, stage, training
 from tagan.config import Runtime
 from tagan.errors import UserError
-from tagan.files import read_json, write_csv, write_json
+from tagan.files import read_json
 from tagan.models.open_cgan import OpenCGANConfig, build
 from tagan.tagging.baselines import imagenet_head
 from tagan.tagging.index import TagIndex, read_tag_data
@@ -35,7 +34,7 @@ from tagan.tagging.open_cgan import (
 )
 from tagan.tagging.open_vocab import softmax
 from tagan.tagging.vocabulary import ImageNetClasses, Vocabulary
-from tagan.utils import save_checkpoint, seed_everything, stage_main
+from tagan.utils import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,8 @@ class Params:
 
     seed: int = 0
     model: OpenCGANConfig = field(default_factory=OpenCGANConfig)
-    optim: gan.OptimConfig = field(default_factory=lambda: gan.OptimConfig(lr=1e-3, lr_d=2e-4))
-    train: OpenTrainConfig = field(default_factory=lambda: OpenTrainConfig(loss="hinge", batch_size=128))
+    optim: gan.OptimConfig = field(default_factory=gan.OptimConfig)
+    train: OpenTrainConfig = field(default_factory=OpenTrainConfig)
 
 
 def run(
@@ -60,6 +59,8 @@ def run(
     vocabulary_dir: Path,
     model_path: Path,
     plot_path: Path,
+    *,
+    metrics_path: Path | None = None,
 ) -> dict[str, float]:
     """Train G and D on class pairs + image pairs; write the checkpoint (config and head words inside) and losses."""
     t0 = time.perf_counter()
@@ -105,45 +106,27 @@ def run(
     result: dict[str, float] = {}
     if info.is_main:
         g, d = fitted.g.cpu(), fitted.d.cpu().eval()
-        last = fitted.rows[-1] if fitted.rows else {}
         result = {
             "head_words": len(words),
             "image_pairs": len(rows_a),
             "classes_with_targets": int(len(pairs.valid)),
             "mean_targets_per_class": float(np.mean([len(t[0]) for t in targets])),
             "steps": cfg.train.steps,
-            "final_d_loss": last.get("d_loss", float("nan")),
-            "final_g_loss": last.get("g_loss", float("nan")),
+            **fitted.final_losses(),
             "seconds": time.perf_counter() - t0,
         }
         log.info("open_cgan: %s", result)
-        save_checkpoint(
+        fitted.save(
             model_path, {"model": model.to_dict(), "head": words, "params": params_dict, "preset": "open"},
-            {"generator": g.state_dict(), "discriminator": d.state_dict()},
+            {"generator": g.state_dict(), "discriminator": d.state_dict()}, plot_path, metrics_path, result,
         )  # fmt: skip
-        write_csv(plot_path, fitted.rows)
     fitted.finish()
     return result
 
 
 def main() -> None:
-    """Entry point: python -m pipeline.open_cgan (paths below)."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--items", type=Path, default=Path("data/tags/items.jsonl"))
-    parser.add_argument("--vocab", type=Path, default=Path("data/tags/vocab.json"))
-    parser.add_argument("--features", type=Path, default=Path("data/features/features.npz"))
-    parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings"))
-    parser.add_argument("--vocabulary", type=Path, default=Path("data/vocabulary"))
-    parser.add_argument("--model", type=Path, default=Path("data/models/tag_cgan_open.pt"))
-    parser.add_argument("--plot", type=Path, default=Path("plots/tag_cgan_open_loss.csv"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/tag_cgan_open.json"))
-    args = parser.parse_args()
-    cfg, runtime = config.load_stage(Params, "open_cgan")
-    result = run(cfg, runtime, args.items, args.vocab, args.features, args.embeddings, args.vocabulary,
-                 args.model, args.plot)  # fmt: skip
-    if result:  # rank 0 only
-        write_json(args.metrics, result)
+    stage.main(run, Params, "open_cgan")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

@@ -8,7 +8,6 @@ decoding `tagan tag` uses; a tag counts when the accepted-word rule of tagan.eva
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagan import config
+from tagan import config, stage
 from tagan.config import Runtime
 from tagan.errors import UserError
 from tagan.evaluation.photo_report import report, val_grid
@@ -28,7 +27,7 @@ from tagan.tagging.features import extract_features, load_backbone
 from tagan.tagging.index import TagIndex
 from tagan.tagging.tagger import Tagger
 from tagan.tagging.wordnet import DEBIAN_WORDNET, load_wordnet
-from tagan.utils import resolve_device, set_threads, stage_main
+from tagan.utils import resolve_device, set_threads
 
 log = logging.getLogger(__name__)
 COLUMNS = [
@@ -67,7 +66,13 @@ class Params:
 
 
 def run(
-    cfg: Params, runtime: Runtime, bundle_dir: Path, out_dir: Path, reports_dir: Path
+    cfg: Params,
+    runtime: Runtime,
+    bundle_dir: Path,
+    out_dir: Path,
+    reports_dir: Path,
+    *,
+    metrics_path: Path | None = None,
 ) -> dict[str, float]:
     """Build the photo set, extract its features as the bundle does, score every method on val and test."""
     t0 = time.perf_counter()
@@ -137,21 +142,14 @@ def run(
         Path(reports_dir) / "photo_examples.png", label=head,
     )  # fmt: skip
     log.info("photo_eval test: %s", {n: round(m["p_at_5"], 3) for n, m in tables["test"].items()})
+    if metrics_path:
+        write_json(metrics_path, flat)
     return flat
 
 
 def main() -> None:
-    """Entry point: python -m pipeline.photo_eval --bundle data/tagger --out data/photos."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--bundle", type=Path, default=Path("data/tagger"))
-    ap.add_argument("--out", type=Path, default=Path("data/photos"))
-    ap.add_argument("--reports", type=Path, default=Path("reports"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/photo_eval.json"))
-    ap.add_argument("--params", type=Path, default=config.PARAMS_FILE)
-    args = ap.parse_args()
-    cfg, runtime = config.load_stage(Params, "photo_eval", args.params)
-    write_json(args.metrics, run(cfg, runtime, args.bundle, args.out, args.reports))
+    stage.main(run, Params, "photo_eval")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

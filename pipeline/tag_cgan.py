@@ -6,22 +6,21 @@ under `torchrun --nproc_per_node N` (DDP, rank 0 writes) and resumes from its la
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from tagan import config, gan, training
+from tagan import config, gan, stage, training
 from tagan.config import Runtime
-from tagan.files import write_csv, write_json
 from tagan.models.tag_cgan import TagCGANConfig
 from tagan.tagging import tag_cgan
 from tagan.tagging.index import TagIndex, read_tag_data
-from tagan.utils import save_checkpoint, seed_everything, stage_main
+from tagan.utils import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +31,8 @@ class Params:
 
     seed: int = 0
     model: TagCGANConfig = field(default_factory=TagCGANConfig)
-    optim: gan.OptimConfig = field(default_factory=lambda: gan.OptimConfig(optimizer="sgd", lr=0.1))
-    train: tag_cgan.TagTrainConfig = field(default_factory=lambda: tag_cgan.TagTrainConfig(batch_size=100))
+    optim: gan.OptimConfig = field(default_factory=gan.OptimConfig)
+    train: tag_cgan.TagTrainConfig = field(default_factory=tag_cgan.TagTrainConfig)
     select_samples: int = 100  # generated vectors per val image when selecting ...
     select_neighbors: int = 1  # ... each voting for this many nearest words (the paper's decoding: 20)
 
@@ -55,13 +54,15 @@ class Params:
 def run(
     cfg: Params,
     runtime: Runtime,
-    preset: str,
+    preset: Literal["paper", "strong"],
     items_path: Path,
     vocab_path: Path,
     features_path: Path,
     embeddings_dir: Path,
     model_path: Path,
     plot_path: Path,
+    *,
+    metrics_path: Path | None = None,
 ) -> dict[str, float]:
     """Train G and D; write the generator+discriminator checkpoint (config inside) and the loss curve."""
     t0 = time.perf_counter()
@@ -91,55 +92,30 @@ def run(
     result: dict[str, float] = {}
     if info.is_main:
         g, d = fitted.g.cpu(), fitted.d.cpu().eval()
-        last = fitted.rows[-1] if fitted.rows else {}
         result = {
             "pairs": len(rows),
             "steps": cfg.train.steps,
-            "final_d_loss": last.get("d_loss", float("nan")),
-            "final_g_loss": last.get("g_loss", float("nan")),
+            **fitted.final_losses(),
             "val_sample_hit": tag_cgan.sample_hit_rate(g, data, index, "val"),
             "selected_step": fitted.selected_step,
             "selected_val_p_at_5": fitted.selected_score,
             "seconds": time.perf_counter() - t0,
         }
         log.info("tag_cgan %s: %s", preset, result)
-        save_checkpoint(
+        fitted.save(
             model_path,
             {"model": cfg.model.to_dict(), "sizes": sizes.to_dict(), "params": params_dict, "preset": preset,
              "vocab": index.words},
             {"generator": g.state_dict(), "discriminator": d.state_dict()},
+            plot_path, metrics_path, result,
         )  # fmt: skip
-        write_csv(plot_path, fitted.rows)
     fitted.finish()
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--preset", required=True, help="params.yaml tag_cgan.<preset> (paper | strong)")
-    parser.add_argument("--items", type=Path, default=Path("data/tags/items.jsonl"))
-    parser.add_argument("--vocab", type=Path, default=Path("data/tags/vocab.json"))
-    parser.add_argument("--features", type=Path, default=Path("data/features/features.npz"))
-    parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings"))
-    parser.add_argument("--model", type=Path, help="default data/models/tag_cgan_<preset>.pt")
-    parser.add_argument("--plot", type=Path, help="default plots/tag_cgan_<preset>_loss.csv")
-    parser.add_argument("--metrics", type=Path, help="default metrics/tag_cgan_<preset>.json")
-    args = parser.parse_args()
-    cfg, runtime = config.load_stage(Params, f"tag_cgan.{args.preset}")
-    result = run(
-        cfg,
-        runtime,
-        args.preset,
-        args.items,
-        args.vocab,
-        args.features,
-        args.embeddings,
-        args.model or Path(f"data/models/tag_cgan_{args.preset}.pt"),
-        args.plot or Path(f"plots/tag_cgan_{args.preset}_loss.csv"),
-    )
-    if result:  # rank 0 only
-        write_json(args.metrics or Path(f"metrics/tag_cgan_{args.preset}.json"), result)
+    stage.main(run, Params, "tag_cgan")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

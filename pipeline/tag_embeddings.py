@@ -8,14 +8,13 @@ word2vec cannot cover words absent from the tag lists), read by the open CGAN an
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tagan import config
+from tagan import config, stage
 from tagan.config import Runtime
 from tagan.errors import UserError
 from tagan.files import read_json, write_json
@@ -30,7 +29,7 @@ from tagan.tagging.embeddings import (
 )
 from tagan.tagging.index import TagIndex, l2_normalize
 from tagan.tagging.vocabulary import Vocabulary
-from tagan.utils import seed_everything, stage_main
+from tagan.utils import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,8 @@ def run(
     vocab_path: Path,
     out_dir: Path,
     vocabulary_dir: Path | None = None,
+    *,
+    metrics_path: Path | None = None,
 ) -> dict[str, float]:
     """Embed the training tags (out_dir) and, given a vocabulary stage output, the open vocabulary (out_dir/open)."""
     t0 = time.perf_counter()
@@ -126,22 +127,14 @@ def run(
         })  # fmt: skip
     metrics["seconds"] = time.perf_counter() - t0
     log.info("tag embeddings (%s): %s", cfg.backend, metrics)
+    if metrics_path:
+        write_json(metrics_path, metrics)
     return metrics
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--items", type=Path, default=Path("data/tags/items.jsonl"))
-    parser.add_argument("--vocab", type=Path, default=Path("data/tags/vocab.json"))
-    parser.add_argument(
-        "--vocabulary", type=Path, default=None, help="open vocabulary (vocabulary stage output)"
-    )
-    parser.add_argument("--out", type=Path, default=Path("data/embeddings"), help="TagIndex directory")
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/tag_embeddings.json"))
-    args = parser.parse_args()
-    cfg, runtime = config.load_stage(Params, "tag_embeddings")
-    write_json(args.metrics, run(cfg, runtime, args.items, args.vocab, args.out, args.vocabulary))
+    stage.main(run, Params, "tag_embeddings")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

@@ -11,7 +11,6 @@ scored on the by-image split (`image_split.*`). Every bundled method carries the
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import time
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tagan import config
+from tagan import config, stage
 from tagan.config import Runtime
 from tagan.evaluation.reports import write_reports
 from tagan.evaluation.scoring import add_prior_margins, evaluate_cgan, score
@@ -29,7 +28,7 @@ from tagan.tagging.bundle import Bundle, Decoding, fresh_bundle_dir, write_basel
 from tagan.tagging.features import feature_config
 from tagan.tagging.index import TagIndex, Tags, read_tag_data
 from tagan.tagging.tagger import Tagger
-from tagan.utils import load_checkpoint, seed_everything, set_threads, stage_main
+from tagan.utils import load_checkpoint, seed_everything, set_threads
 
 log = logging.getLogger(__name__)
 SPLIT_PREFIX = {"split": "", "split_image": "image_split."}
@@ -104,6 +103,7 @@ def run(
     *,
     open_cgan: Path | None = None,
     vocabulary_dir: Path | None = None,
+    metrics_path: Path | None = None,
 ) -> dict[str, float]:
     """Score every method; write reports_dir/tag_eval_table.md, tag_examples.{md,png} and the bundle."""
     t0 = time.perf_counter()
@@ -231,46 +231,14 @@ def run(
         samples=cfg.samples, neighbors=cfg.neighbors, top_k=cfg.top_k, examples=cfg.examples, seed=cfg.seed,
     )  # fmt: skip
     log.info("tag_eval headline: %s", {n: round(m["p_at_5"], 3) for n, m in tables["split"].items()})
+    if metrics_path:
+        write_json(metrics_path, flat)
     return flat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--items", type=Path, default=Path("data/tags/items.jsonl"))
-    parser.add_argument("--vocab", type=Path, default=Path("data/tags/vocab.json"))
-    parser.add_argument("--features", type=Path, default=Path("data/features/features.npz"))
-    parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings"))
-    parser.add_argument(
-        "--cgan",
-        nargs="*",
-        default=["paper=data/models/tag_cgan_paper.pt", "strong=data/models/tag_cgan_strong.pt"],
-        help="PRESET=CHECKPOINT pairs",
-    )
-    parser.add_argument(
-        "--bundle", type=Path, default=Path("data/tagger"), help="tagger bundle directory (CLI --model)"
-    )
-    parser.add_argument("--open-cgan", type=Path, default=None, help="open CGAN checkpoint (cgan_open)")
-    parser.add_argument("--vocabulary", type=Path, default=None, help="open vocabulary (vocabulary stage)")
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/tag_eval.json"))
-    args = parser.parse_args()
-    cfg, runtime = config.load_stage(Params, "tag_eval")
-    cgans = dict(pair.split("=", 1) for pair in args.cgan)
-    metrics_out = run(
-        cfg,
-        runtime,
-        args.items,
-        args.vocab,
-        args.features,
-        args.embeddings,
-        {k: Path(v) for k, v in cgans.items()},
-        args.bundle,
-        args.reports,
-        open_cgan=args.open_cgan,
-        vocabulary_dir=args.vocabulary,
-    )
-    write_json(args.metrics, metrics_out)
+    stage.main(run, Params, "tag_eval")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tagan import config
+from tagan import stage
 from tagan.config import Runtime
 from tagan.files import write_json, write_text
 from tagan.tagging.collection import CollectionConfig, build, read_collection
-from tagan.utils import stage_main
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +38,8 @@ def run(cfg: Params, runtime: Runtime, out_dir: Path, metrics_path: Path) -> dic
 
 
 def main() -> None:
-    """Entry point: python -m pipeline.tags_data --out data/tags --metrics metrics/tags_data.json."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=Path("data/tags"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/tags_data.json"))
-    ap.add_argument("--params", type=Path, default=config.PARAMS_FILE)
-    args = ap.parse_args()
-    cfg, runtime = config.load_stage(Params, "tags_data", args.params)
-    run(cfg, runtime, args.out, args.metrics)
+    stage.main(run, Params, "tags_data")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

@@ -6,7 +6,6 @@ word naming each synset) and imagenet.json (the 1000 ImageNet classes: senses, l
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections import Counter
@@ -16,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from tagan import config
+from tagan import config, stage
 from tagan.config import Runtime
 from tagan.errors import UserError
 from tagan.files import read_json, write_json
 from tagan.tagging.vocabulary import build_vocabulary, imagenet_classes
 from tagan.tagging.wordnet import DEBIAN_WORDNET, imagenet1k_wnids, load_wordnet
-from tagan.utils import stage_main
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +44,15 @@ class Params:
         config.check(self.size >= 0, "size", f"must be >= 0, got {self.size}")
 
 
-def run(cfg: Params, runtime: Runtime, tag_vocab_path: Path, out_dir: Path) -> dict[str, Any]:
+def run(
+    cfg: Params, runtime: Runtime, tags_path: Path, out_dir: Path, *, metrics_path: Path | None = None
+) -> dict[str, Any]:
     """Build the vocabulary from WordNet + wordfreq + ImageNet + the training tags; write it to `out_dir`."""
     del runtime  # no tensors here
     t0 = time.perf_counter()
-    if not Path(tag_vocab_path).is_file():
-        raise UserError(f"{tag_vocab_path} not found; build it with `dvc repro tags_data`")
-    tags = list(read_json(tag_vocab_path)["tags"])
+    if not Path(tags_path).is_file():
+        raise UserError(f"{tags_path} not found; build it with `dvc repro tags_data`")
+    tags = list(read_json(tags_path)["tags"])
     wn = load_wordnet(cfg.cache_dir, cfg.wordnet_dir)
     wnids = imagenet1k_wnids() if cfg.imagenet else []
     vocab = build_vocabulary(
@@ -76,20 +76,14 @@ def run(cfg: Params, runtime: Runtime, tag_vocab_path: Path, out_dir: Path) -> d
         "seconds": time.perf_counter() - t0,
     }
     log.info("vocabulary: %s", metrics)
+    if metrics_path:
+        write_json(metrics_path, metrics)
     return metrics
 
 
 def main() -> None:
-    """Entry point: python -m pipeline.vocabulary --tags data/tags/vocab.json --out data/vocabulary."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--tags", type=Path, default=Path("data/tags/vocab.json"), help="training tags")
-    ap.add_argument("--out", type=Path, default=Path("data/vocabulary"))
-    ap.add_argument("--metrics", type=Path, default=Path("metrics/vocabulary.json"))
-    ap.add_argument("--params", type=Path, default=config.PARAMS_FILE)
-    args = ap.parse_args()
-    cfg, runtime = config.load_stage(Params, "vocabulary", args.params)
-    write_json(args.metrics, run(cfg, runtime, args.tags, args.out))
+    stage.main(run, Params, "vocabulary")
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    main()

@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, devices, safe reads, atomic writes, checkpoints, logging, progress, stage entry."""
+"""Small shared helpers that need torch: seeding, devices, threads, checkpoints, logging, progress, PNG grids."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,24 +102,6 @@ def _logged(iterable: Iterable[T], desc: str, total: int | None) -> Iterator[T]:
             last = now
             share = f"/{total} ({100 * i / total:.0f}%)" if total else ""
             plog.info("%s: %d%s, %.1f/s", desc or "progress", i, share, i / (now - t0))
-
-
-def stage_main(fn: Callable[[], Any]) -> None:
-    """Run a stage's main(): params and user errors become one readable line and exit status 2."""
-    from tagan.config import ParamsError
-
-    setup_logging()
-    try:
-        fn()
-    except ParamsError as e:
-        print(f"error: params.yaml: {e}", file=sys.stderr)
-        sys.exit(2)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; outputs written so far are complete, partial files were removed", file=sys.stderr)
-        sys.exit(130)
 
 
 def write_grid_png(path: Path, grid: np.ndarray, pad: int = 2) -> None:

@@ -88,3 +88,26 @@ def test_top_level_definitions_sees_through_if_and_try_but_not_into_functions(tm
         "if X:\n    def helper(): pass\ntry:\n    class Extra: pass\nexcept ImportError:\n    pass\n"
     )
     assert top_level_definitions(module) == {"Params", "run", "helper", "Extra"}
+
+
+def test_every_dvc_yaml_command_parses_with_its_stage_s_own_flags() -> None:
+    """A stage's flags come from its run() signature (tagan.stage): dvc.yaml names every path, nothing else does."""
+    import importlib
+    import shlex
+
+    import yaml
+
+    from tagan.stage import parser_for
+
+    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        stage = stage.get("do", stage)
+        words = shlex.split(stage["cmd"].replace("${item}", "x"))
+        module = importlib.import_module(words[words.index("-m") + 1])
+        parser = parser_for(module.run)
+        for action in parser._actions:
+            if action.choices and "x" not in action.choices:
+                action.choices = [*action.choices, "x"]  # the foreach item stands for each preset
+        args = vars(parser.parse_args(words[words.index("-m") + 2 :]))
+        given = {a for a in args if a != "params" and args[a] is not None}
+        required = {a.dest for a in parser._actions if a.required}
+        assert required <= given, f"{name}: dvc.yaml lacks {sorted(required - given)}"

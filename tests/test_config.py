@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 import yaml
@@ -172,3 +172,58 @@ def test_a_stage_with_a_bad_param_fails_before_any_work(tmp_path: Path) -> None:
     )
     assert "Traceback" not in proc.stderr
     assert not out.exists() and not metrics.exists() and not (tmp_path / "data").exists()
+
+
+def _declaring_class(cls: type, name: str) -> type:
+    """The class in cls's MRO that declares field `name` (a subclass's inherited field is its base's)."""
+    return next(c for c in reversed(cls.__mro__) if name in getattr(c, "__annotations__", {}))
+
+
+def test_a_default_never_disagrees_with_params_yaml() -> None:
+    """One home for each value: where params.yaml gives a field one value in every section that uses it, the
+    dataclass default is that value (a default that differs would mislead whoever reads the code); stage modules
+    set no defaults of their own for shared configs (no `default_factory=lambda: OptimConfig(lr=...)`)."""
+    import dataclasses
+    import typing
+    from collections import defaultdict
+
+    from pipeline import STAGES
+
+    data = config.read_params(ROOT / "params.yaml")
+    given: dict[tuple[type, str], list[Any]] = defaultdict(list)
+
+    def walk(cls: type, node: dict[str, Any], key: str) -> None:
+        built = config.from_dict(cls, node, key)
+        for f in dataclasses.fields(cls):
+            tp = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(tp):
+                walk(tp, node.get(f.name, {}), f"{key}.{f.name}")
+            else:
+                value = getattr(built, f.name) if f.name in node else dataclasses.MISSING
+                given[(_declaring_class(cls, f.name), f.name)].append(value)
+
+    for key, target in STAGES.items():
+        walk(config._resolve(target), config.section(data, key) or {}, key)
+    wrong = []
+    for (cls, name), values in given.items():
+        if dataclasses.MISSING in values or len({repr(v) for v in values}) > 1:
+            continue  # some section relies on the default, or the sections differ: the default is not restated
+        default = config.to_dict(config.from_dict(cls, {}, "x")).get(name) if _all_defaulted(cls) else None
+        if default is not None and config.to_dict(_with(cls, name, values[0]))[name] != default:
+            wrong.append(f"{cls.__qualname__}.{name}: default {default!r}, params.yaml {values[0]!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _all_defaulted(cls: type) -> bool:
+    import dataclasses
+
+    return all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in dataclasses.fields(cls)
+    )
+
+
+def _with(cls: type, name: str, value: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(cls(), **{name: value})

@@ -1,4 +1,4 @@
-"""One GAN trainer for the pipeline's three GANs (MNIST CGAN, DCGAN, tag CGAN).
+"""The GAN trainer of every GAN stage (MNIST CGAN, DCGAN, tag CGAN, open CGAN): GANTask and fit.
 
 `fit(task, g, d, train, optim, ...)` runs the alternating D / G steps with the GAN losses (bce: the
 non-saturating loss on logits; hinge), SGD with momentum or Adam under the paper's schedule
@@ -30,12 +30,14 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from tagan import errors, training, utils
+from tagan.files import write_csv, write_json
 from tagan.gan.optim import (
     Loss,
     OptimConfig,
@@ -151,6 +153,30 @@ class FitResult:
     train_seconds: float
     steps_per_second: float
     checkpointer: training.Checkpointer = field(repr=False)
+
+    def final_losses(self) -> dict[str, float]:
+        """The last logged row's D and G losses (NaN before the first row)."""
+        last = self.rows[-1] if self.rows else {}
+        return {
+            "final_d_loss": last.get("d_loss", float("nan")),
+            "final_g_loss": last.get("g_loss", float("nan")),
+        }
+
+    def save(
+        self,
+        model_path: Path,
+        config: dict[str, Any],
+        state_dict: dict[str, Any],
+        plot_path: Path,
+        metrics_path: Path | None = None,
+        metrics: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        """A GAN stage's outputs (rank 0): the checkpoint with its config, the loss curve, the metrics; atomic."""
+        utils.save_checkpoint(model_path, config, state_dict, **extra)
+        write_csv(plot_path, self.rows)
+        if metrics_path is not None:
+            write_json(metrics_path, metrics or {})
 
     def finish(self) -> None:
         """Drop the resume file once the stage's outputs are written."""

@@ -22,9 +22,9 @@ from tagan.models.mnist import MnistClassifier, infer
 
 log = logging.getLogger(__name__)
 
-# Goodfellow et al.'s grid was logspace(-1, 0, 10); the best sigma for MNIST samples lies in its
-# lower half (0.17 for real digits), so the top values are dropped to save time.
-DEFAULT_SIGMA_GRID = np.logspace(-1, 0, 10)[:7]  # 0.100 ... 0.464
+# Parzen window widths searched on validation: Goodfellow et al.'s logspace(-1, 0, 10) cut to its useful lower half
+# (the best sigma for MNIST samples is ~0.18), with 0.01 steps near the optimum (worth 2-4 nats over 0.17 / 0.2)
+SIGMA_GRID = [0.05, 0.07, 0.1, 0.12, 0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.2, 0.22, 0.25, 0.3]
 
 
 def check_samples(samples: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def evaluate_generator(
     sample_labels: np.ndarray | None,
     mnist: dict[str, np.ndarray],
     classifier: MnistClassifier,
-    sigma_grid: np.ndarray = DEFAULT_SIGMA_GRID,
+    sigma_grid: np.ndarray | None = None,
     device: torch.device | str = "cpu",
     *,
     val_limit: int | None = None,
@@ -63,7 +63,8 @@ def evaluate_generator(
     flat = x.reshape(n, -1)  # (N, 784)
     val = mnist["x_val"][:val_limit].reshape(-1, 784).astype(np.float32) / 255
     test = mnist["x_test"].reshape(-1, 784).astype(np.float32) / 255
-    sigma, curve = select_parzen_sigma(flat, val, sigma_grid, device=device)
+    grid = np.asarray(SIGMA_GRID if sigma_grid is None else sigma_grid)
+    sigma, curve = select_parzen_sigma(flat, val, grid, device=device)
     log.info(
         "Parzen sigma %.4f (validation LL by sigma: %s)",
         sigma,

@@ -40,7 +40,7 @@ class ModelConfig:
     # mlp concat D: value of the hot entry of the one-hot label D reads. Neither the paper nor the authors' code
     # scales y; with SGD a plain one-hot (energy 1) trails the image (energy ~100) and D ignores the label
     d_label_scale: float = 1.0
-    spectral_norm: bool = True  # conv: spectral norm on every D layer
+    spectral_norm: bool = False  # conv: spectral norm on every D layer
     sample_scale: float = (
         1.0  # spread of the noise when sampling (1 = as trained; < 1 truncates towards its mean)
     )
