@@ -43,6 +43,7 @@ def test_shapes(discriminator, output):
 
 
 def test_vocab_head_mixes_vocabulary_vectors():
+    torch.manual_seed(0)  # the share of near one-hot rows depends on the init and the inputs
     cfg = TagCGANConfig(output="vocab", temperature=0.01, **TINY)
     g, _ = build(cfg, DataSizes(feature_dim=10, tag_dim=3, vocab_size=3))
     g.vocab_vectors.copy_(torch.eye(3))
@@ -61,6 +62,7 @@ def test_maxout_takes_max_over_pieces():
 
 
 def test_sample_is_deterministic_in_seed():
+    torch.manual_seed(0)
     g, _ = build(TagCGANConfig(**TINY), DataSizes(feature_dim=10, tag_dim=5))
     x = torch.randn(4, 10)
     a, b, c = sample(g.eval(), x, 6, seed=1), sample(g, x, 6, seed=1), sample(g, x, 6, seed=2)
@@ -68,6 +70,7 @@ def test_sample_is_deterministic_in_seed():
 
 
 def test_input_dropout_scales_kept_inputs_and_is_identity_in_eval():
+    torch.manual_seed(0)  # the masks
     drop = InputDropout(0.5, scale=1.0)
     x = torch.ones(1000, 50)
     y = drop(x)
@@ -77,6 +80,7 @@ def test_input_dropout_scales_kept_inputs_and_is_identity_in_eval():
 
 
 def test_pylearn2_dropout_drops_every_layers_input_and_keeps_state_dict_keys():
+    torch.manual_seed(0)  # the dropout masks below
     sizes = DataSizes(feature_dim=10, tag_dim=5)
     torch_style = TagCGANConfig(**TINY)
     pl2 = TagCGANConfig(
