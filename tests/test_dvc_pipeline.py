@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +275,9 @@ def tag_with_the_installed_cli(repo: Path, work: Path) -> None:
     installed package may be another checkout's editable install)."""
     from PIL import Image
 
-    script = VENV_BIN / "tagan"
-    assert script.is_file(), f"{script} missing: pip install -e . installs the console script"
+    found = shutil.which("tagan", path=os.pathsep.join([str(Path(sys.executable).parent), str(VENV_BIN)]))
+    assert found, f"no tagan script beside {sys.executable}: `pip install -e .` (make install) installs it"
+    script = Path(found)
     photos, elsewhere = work / "new photos", work / "elsewhere"
     photos.mkdir(parents=True)
     elsewhere.mkdir()
