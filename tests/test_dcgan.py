@@ -24,6 +24,7 @@ from tagan.mnist.dcgan import (
     unit_scale,
 )
 from tagan.models.dcgan import ModelConfig, build
+from tagan.readers.mnist import load_npz
 
 
 def tiny(steps: int = 2, **kw: object) -> Params:
@@ -183,7 +184,8 @@ def test_one_step_changes_both_networks(images: torch.Tensor, tmp_path: Path, mo
     utils.seed_everything(cfg.seed)
     g0, d0 = build(cfg.model)
     out = train(cfg, images)
-    assert len(out.rows) == 1 and np.isfinite(out.rows[0]["d_loss"])
+    (row,) = out.rows
+    assert row["d_loss"] == pytest.approx(2 * np.log(2), abs=0.05)  # N(0, 0.02) init: D starts at chance
     for before, after in ((g0, out.g), (d0, out.d)):
         assert any(
             not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values())
@@ -197,6 +199,17 @@ def test_same_seed_same_weights(images: torch.Tensor, tmp_path: Path, monkeypatc
     assert all(torch.equal(a[k], b[k]) for k in a)
     c = train(dataclasses.replace(cfg, seed=1), images).g.state_dict()
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_training_teaches_d_to_tell_real_from_fake(images: torch.Tensor, tmp_path: Path, monkeypatch) -> None:
+    """From chance (D's loss 2 log 2) to a D whose logits rank real digits above G's: a sign or target mix-up in
+    the losses, or an optimiser that never steps D, keeps it at chance or worse."""
+    monkeypatch.setattr(training, "RESUME_DIR", tmp_path)
+    rows = train(tiny(steps=16), images).rows
+    assert rows[0]["d_loss"] == pytest.approx(2 * np.log(2), abs=0.05)
+    last = rows[-4:]
+    assert np.mean([r["d_loss"] for r in last]) < 2 * np.log(2) - 0.2
+    assert all(r["d_real"] > r["d_fake"] for r in last)
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion"])
@@ -224,10 +237,30 @@ def test_stage_run_writes_all_outputs(dataset: str, tmp_path: Path, monkeypatch)
         metrics["svm_dcgan_accuracy"] - metrics["svm_random_d_accuracy"]
     )
     assert "parzen_ll" in metrics and ("fid" in metrics) == (dataset == "mnist")
+    # The SVM numbers are those of the saved D's features (and the raw pixels) on the labelled subset: an SVM
+    # fitted here on the same features gives them exactly, and the trained D's features are not the random D's.
+    splits = load_npz(npz)
+    idx = labelled_subset(splits["y_train"], cfg.svm_labels_per_class, cfg.seed)
+    assert metrics["svm_labels"] == len(idx) == 10 * cfg.svm_labels_per_class
+    x_lab, y_lab = to_dcgan_input(splits["x_train"][idx]), splits["y_train"][idx]
+    x_test, y_test = to_dcgan_input(splits["x_test"]), splits["y_test"]
+    state = utils.load_checkpoint(out[0])
+    _, d = build(ModelConfig(**state["config"]["model"]))
+    d.load_state_dict(state["state_dict"]["d"])
+    layers = cfg.feature_layers
+    expected = {
+        "svm_raw_pixels": (x_lab.flatten(1).numpy(), x_test.flatten(1).numpy()),
+        "svm_dcgan": (extract_features(d, x_lab, cfg.feature_grid, layers),
+                      extract_features(d, x_test, cfg.feature_grid, layers)),
+    }  # fmt: skip
+    for name, (lab, test) in expected.items():
+        acc, c = svm_accuracy(lab, y_lab, test, y_test, cfg.svm_c_grid, cfg.seed, cfg.svm_scaling)
+        assert (metrics[f"{name}_accuracy"], metrics[f"{name}_c"]) == (round(acc, 5), c), name
+        assert metrics[f"{name}_sq_norm"] == round(unit_scale(lab) ** 2, 3), name
+    assert metrics["svm_dcgan_sq_norm"] != metrics["svm_random_d_sq_norm"]
     from PIL import Image
 
     assert Image.open(out[4]).size == (3 * 30 + 2, 2 * 30 + 2)  # walk: rows x steps
-    state = utils.load_checkpoint(out[0])
     assert state["config"]["model"]["d_width"] == 4 and set(state["state_dict"]) == {"g", "d"}
     assert state["config"]["dataset"] == dataset
     assert not list((tmp_path / "resume").glob("*.pt"))

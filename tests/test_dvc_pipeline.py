@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +208,98 @@ def changed_stages(repo: Path) -> set[str]:
     return set(json.loads(out or "{}")) & set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
 
 
+def metric_path(repo: Path, metric: str | dict[str, Any]) -> Path:
+    """A dvc.yaml `metrics` entry (a path, or {path: options}) as a path in `repo`."""
+    return repo / (next(iter(metric)) if isinstance(metric, dict) else metric)
+
+
+# What each stage's metrics JSON promises on the tiny params and photo folder: keys, then exact values.
+PROMISED: dict[str, tuple[set[str], dict[str, Any]]] = {
+    "mnist_data": ({"n_train", "n_val", "n_test", "pixel_mean_train"}, {"n_val": 1000, "n_test": 10000}),
+    "mnist_classifier": ({"n_train", "steps", "val_accuracy", "test_accuracy"}, {"n_train": 256, "steps": 4}),
+    "tags_data": ({"images", "train_images", "val_images", "test_images", "vocab_size"},
+                  {"images": 24, "images_read": 24, "source": "folder"}),
+    "vocabulary": ({"size", "training_tags"}, {}),
+    "tag_embeddings": ({"dim", "vocab_size", "missing"}, {"dim": 8, "missing": 0}),
+    "image_features": ({"feature_dim", "images", "skipped"}, {"images": 24, "skipped": 0}),
+    **{f"tag_cgan@{preset}": ({"pairs", "steps", "final_d_loss", "final_g_loss", "val_sample_hit", "selected_step"},
+                              {"steps": 6}) for preset in ("paper", "strong")},
+    "open_cgan": ({"steps", "final_d_loss", "final_g_loss"}, {}),
+    "tag_eval": ({"cgan_paper.p_at_5", "cgan_paper.r_at_5", "cgan_paper.map", "cgan_open.p_at_5"}, {}),
+}  # fmt: skip
+# key parts of values in [0, 1]; not coverage_frac: it counts open-vocabulary words too, over the closed vocabulary
+FRACTION = ("accuracy", "p_at_", "r_at_", "f1_at_", "map", "hit", "pixel_mean")
+
+
+def check_metrics(repo: Path, reproduced: set[str], all_stages: dict[str, dict[str, Any]]) -> None:
+    """Every reproduced stage's metrics JSON: flat, finite numbers (strings for names), the keys and exact
+    values it promises, fractions in [0, 1], and counts that add up."""
+    seen: dict[str, dict[str, Any]] = {}
+    for name in reproduced:
+        for metric in all_stages[name].get("metrics", []):
+            path = metric_path(repo, metric)
+            values = json.loads(path.read_text())
+            seen[name] = values
+            for key, value in values.items():
+                assert isinstance(value, (int, float, str)) and not isinstance(value, bool), (
+                    path,
+                    key,
+                    value,
+                )
+                if isinstance(value, str):
+                    continue
+                assert math.isfinite(value), (path, key, value)
+                if any(part in key.rsplit(".", 1)[-1] for part in FRACTION) and "vs_prior" not in key:
+                    assert 0 <= value <= 1, (path, key, value)
+    assert set(PROMISED) <= reproduced, sorted(set(PROMISED) - reproduced)
+    for name, (keys, exact) in PROMISED.items():
+        assert keys | set(exact) <= set(seen[name]), (name, sorted(keys | set(exact) - set(seen[name])))
+        assert {k: seen[name][k] for k in exact} == exact, name
+    assert seen["mnist_data"]["n_train"] + seen["mnist_data"]["n_val"] == 60000
+    tags = seen["tags_data"]
+    assert tags["train_images"] + tags["val_images"] + tags["test_images"] == tags["images"]
+    assert seen["tag_embeddings"]["vocab_size"] == tags["vocab_size"] == seen["vocabulary"]["training_tags"]
+    for preset in ("paper", "strong"):
+        assert 1 <= seen[f"tag_cgan@{preset}"]["selected_step"] <= 6
+    evals = seen["tag_eval"]
+    coverage = [k for k in evals if k.endswith(".coverage_frac")]
+    assert coverage, sorted(evals)
+    for key in coverage:  # distinct top-5 words over the vocabulary's size
+        assert evals[key] == pytest.approx(evals[key.removesuffix("_frac")] / tags["vocab_size"]), key
+
+
+def tag_with_the_installed_cli(repo: Path, work: Path) -> None:
+    """`tagan tag` (the console script pyproject.toml installs) run from an unrelated folder on two new photos
+    with the pipeline's bundle: each gets tags from the bundle's vocabulary and an XMP sidecar; the working
+    folder stays empty. PYTHONPATH points at the repo copy so that the script runs the code under test (the
+    installed package may be another checkout's editable install)."""
+    from PIL import Image
+
+    found = shutil.which("tagan", path=os.pathsep.join([str(Path(sys.executable).parent), str(VENV_BIN)]))
+    assert found, f"no tagan script beside {sys.executable}: `pip install -e .` (make install) installs it"
+    script = Path(found)
+    photos, elsewhere = work / "new photos", work / "elsewhere"
+    photos.mkdir(parents=True)
+    elsewhere.mkdir()
+    Image.new("RGB", (48, 40), (190, 25, 30)).save(photos / "red.jpg")
+    Image.new("RGB", (48, 40), (25, 55, 200)).save(photos / "blue.jpg")
+    bundle = repo / "data" / "tagger"
+    env = {**_env(), "PYTHONPATH": str(repo)}
+    cmd = [str(script), "tag", "--model", str(bundle), "--format", "jsonl", "--workers", "0",
+           "--write-xmp", str(photos)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert sorted(records) == ["blue.jpg", "red.jpg"], proc.stdout
+    vocabulary = {w for f in ("index", "open") for w in json.loads((bundle / f / "words.json").read_text())}
+    for name, rec in records.items():
+        words = [t["tag"] for t in rec["tags"]]
+        assert rec["status"] == "ok" and words and set(words) <= vocabulary, (name, rec)
+        sidecar = photos / f"{name}.xmp"
+        assert sidecar.is_file() and all(word in sidecar.read_text() for word in words), name
+    assert not list(elsewhere.iterdir())  # nothing written where it ran
+
+
 @pytest.mark.slow
 def test_dvc_repro_metrics_and_exactly_the_affected_stages_rerun(tmp_path: Path) -> None:
     check_pipeline(copy_repo(tmp_path / "repo"), tmp_path / "remote")
@@ -222,23 +316,35 @@ def check_pipeline(repo: Path, remote: Path) -> None:
     all_stages = stages(repo)
     reproduced = set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
     assert set(TARGETS) <= reproduced <= set(all_stages)
-    for name in reproduced:
-        for metric in all_stages[name].get("metrics", []):
-            path = repo / next(iter(metric)) if isinstance(metric, dict) else repo / metric
-            assert json.loads(path.read_text()), f"{path} is empty"
+    check_metrics(repo, reproduced, all_stages)
     shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
     assert "mnist_classifier" in shown and "tag_eval" in shown
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "tiny run")
     assert changed_stages(repo) == set()
 
+    # A second repro with nothing changed runs no stage and rewrites nothing.
+    written = [
+        repo / "dvc.lock",
+        *(metric_path(repo, m) for s in reproduced for m in all_stages[s].get("metrics", [])),
+    ]
+    stamps = {p: p.stat().st_mtime_ns for p in written}
+    again = sh(repo, "dvc", "repro", *TARGETS, timeout=120)
+    assert "Running stage" not in again.stdout + again.stderr, again.stdout[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in written} == stamps
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""
+
+    # The bundle the pipeline built tags new photos through the installed `tagan` console script.
+    tag_with_the_installed_cli(repo, remote.parent / "cli")
+
     # A code change re-runs exactly the stages whose import closure holds the module.
     for module in (
         "tagan/models/mnist.py",
         "tagan/readers/mnist.py",
-        "tagan/tagging.py",
+        "tagan/tagging/tag_cgan.py",
         "tagan/utils.py",
     ):
+        assert (repo / module).is_file(), module  # appending to a missing path would create it
         with (repo / module).open("a") as f:
             f.write("\n# touched by the test\n")
         expected = {s for s in reproduced if module in stage_modules(all_stages[s])}

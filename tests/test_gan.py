@@ -236,6 +236,33 @@ def test_log_line_per_row_without_a_terminal(caplog: pytest.LogCaptureFixture) -
     assert [line.split(":")[0] for line in lines] == ["toy step 2/4", "toy step 4/4"]
 
 
-def test_bf16_precision_trains() -> None:
-    out, _ = toy_fit(steps=2, log_every=1, precision="bf16")
-    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in out.rows)
+class DtypeRecordingTask(ToyTask):
+    """The toy that records the dtype of G's samples and D's logits in every step."""
+
+    def __init__(self, x: torch.Tensor, onehot: torch.Tensor) -> None:
+        super().__init__(x, onehot)
+        self.g_dtypes: set[torch.dtype] = set()
+        self.d_dtypes: set[torch.dtype] = set()
+
+    def generate(self, g: nn.Module, batch: gan.Batch) -> gan.Fake:
+        fake = super().generate(g, batch)
+        self.g_dtypes.add(fake.samples.dtype)
+        return fake
+
+    def discriminate(self, d: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        logits = super().discriminate(d, x, cond)
+        self.d_dtypes.add(logits.dtype)
+        return logits
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_bf16_precision_runs_g_and_d_under_bf16_autocast(precision: str, dtype: torch.dtype) -> None:
+    """bf16: both networks compute in bfloat16 (autocast) while their weights stay float32; fp32: no bf16."""
+    t = toy_task()
+    task = DtypeRecordingTask(t.x, t.onehot)
+    out, g = toy_fit(task, steps=2, log_every=1, precision=precision)
+    assert task.g_dtypes == {dtype} and task.d_dtypes == {dtype}
+    assert all(p.dtype == torch.float32 for p in [*g.parameters(), *out.d.parameters()])
+    assert len(out.rows) == 2 and all(
+        math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) for r in out.rows
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,11 @@ SIZE = 64  # tiny network input keeps the real backbone fast
 
 
 @pytest.fixture(scope="module")
-def backbone() -> Backbone:
+def backbone() -> Iterator[Backbone]:
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return build_backbone("efficientnet_lite0", "cpu", image_size=SIZE)
+    yield build_backbone("efficientnet_lite0", "cpu", image_size=SIZE)
+    torch.set_num_threads(threads)  # later modules get the machine's threads back
 
 
 def make_images(root: Path, n: int) -> list[Path]:

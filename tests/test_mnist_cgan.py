@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from pathlib import Path
@@ -12,9 +13,11 @@ from test_mnist_classifier import fake_mnist  # tests/ is on sys.path
 
 from pipeline.mnist_cgan import Params, run
 from tagan import config, errors, files, gan, training, utils
+from tagan.mnist import mnist_cgan
 from tagan.mnist.mnist_cgan import MnistCGANTask, generate, load_generator, mode_seeking_loss
 from tagan.models.mnist import ClassifierConfig, MnistClassifier
 from tagan.models.mnist_cgan import Maxout, ModelConfig, build, sample_noise
+from tagan.readers.mnist import load_npz
 
 PAPER = {
     "model": dict(arch="mlp", discriminator="concat", z_dim=100, noise="uniform_sym", d_dropout=0.5, d_label_scale=10.0, spectral_norm=False),
@@ -113,7 +116,9 @@ def test_one_step_changes_both_networks(preset: str, data, tmp_path: Path, monke
     g0, d0 = build(cfg.model)
     out = fit(cfg, data)
     rows = out.rows
-    assert len(rows) == 1 and math.isfinite(rows[0]["d_loss"]) and math.isfinite(rows[0]["g_loss"])
+    (row,) = rows  # an untrained D is at chance: its logits are near 0 on real and fake digits alike
+    assert row["d_loss"] == pytest.approx(2 * math.log(2), abs=0.02)
+    assert row["g_loss"] == pytest.approx(math.log(2), abs=0.01)
     for before, after in ((g0, out.g), (d0, out.d)):
         changed = [
             not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values())
@@ -169,15 +174,47 @@ def test_stage_run_writes_all_outputs(preset: str, tmp_path: Path, monkeypatch) 
         k: tmp_path / "out" / f"{k}.{ext}"
         for k, ext in [("model", "pt"), ("metrics", "json"), ("plot", "csv"), ("png", "png")]
     }
+    # Selection runs at steps 2 and 4 with the real Parzen scorer; its scores are replaced by made-up ones in
+    # which step 2 (not the last step, the default) wins, and the weights scored at each step are recorded.
+    made_up, scored = iter([-5.0, -9.0]), []
+    real_selector = mnist_cgan.parzen_selector
+
+    def selector(*args, **kwargs):
+        score = real_selector(*args, **kwargs)
+
+        def scripted(g: torch.nn.Module, mcfg: ModelConfig | None = None) -> float:
+            if mcfg is not None:  # choosing the noise spread after training: the real score
+                return score(g, mcfg)
+            score(g)  # the real scorer still runs on G
+            scored.append(copy.deepcopy(g.state_dict()))
+            return next(made_up)
+
+        return scripted
+
+    monkeypatch.setattr(mnist_cgan, "parzen_selector", selector)
     metrics = run(
         cfg, config.Runtime(device="cpu"), npz, clf, out["model"], out["metrics"], out["plot"], out["png"]
     )
     assert all(p.exists() for p in out.values())
     assert files.read_json(out["metrics"]) == metrics
-    assert {"parzen_ll", "parzen_se", "parzen_sigma", "fid", "fid_real_floor", "conditional_accuracy"} <= set(
-        metrics
-    )
-    assert metrics["selected_step"] in (2, 4)
+    # the reported test numbers are the saved G's: evaluating the checkpoint again gives them exactly
+    g_saved, mcfg_saved = load_generator(out["model"])
+    again = mnist_cgan.evaluate(g_saved, mcfg_saved, load_npz(npz), clf, samples=cfg.eval_samples,
+                                sigma_grid=cfg.sigma_grid, seed=cfg.seed, device=torch.device("cpu"))  # fmt: skip
+    headline = {"parzen_ll", "parzen_se", "parzen_sigma", "fid", "fid_real_floor", "conditional_accuracy"}
+    assert headline <= set(again) and {k: metrics[k] for k in again if k != "eval_total_seconds"} == {
+        k: v for k, v in again.items() if k != "eval_total_seconds"
+    }
+    assert metrics["parzen_sigma"] in cfg.sigma_grid
+    assert (
+        metrics["fid_real_floor"] < metrics["fid"]
+    )  # real digits sit closer to the test set than 4 steps' G
+    assert len(scored) == 2 and (metrics["selected_step"], metrics["selected_val_parzen"]) == (2, -5.0)
+    saved = utils.load_checkpoint(out["model"])
+    assert saved["selected_step"] == 2
+    assert saved["state_dict"].keys() == scored[0].keys()
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in scored[0].items())  # step 2's weights
+    assert not all(torch.equal(scored[1][k], v) for k, v in scored[0].items())  # not the last step's
     assert out["plot"].read_text().splitlines()[0] == "step,d_loss,g_loss,d_real,d_fake,lr"
     assert utils.load_checkpoint(out["model"])["config"]["params"] == config.to_dict(cfg)
     from PIL import Image

@@ -62,6 +62,7 @@ def test_random_shift_translates_without_changing_content() -> None:
     pos = out[:, 0].flatten(1).argmax(1)
     rows, cols = pos // 28, pos % 28
     assert rows.sub(14).abs().max() <= 2 and cols.sub(14).abs().max() <= 2
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 1  # it does move the images (differently)
     assert random_shift(x, 0) is x
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from tagan.models.tag_cgan import (
     sample,
     sample_noise,
 )
+from tagan.tagging import tag_cgan as tag_cgan_lib
 from tagan.tagging.index import TagIndex, read_tag_data
 from tagan.tagging.tag_cgan import TagCGANTask, TagTrainConfig, training_pairs, val_p_at_5
 from tagan.utils import load_checkpoint
@@ -43,6 +47,7 @@ def test_shapes(discriminator, output):
 
 
 def test_vocab_head_mixes_vocabulary_vectors():
+    torch.manual_seed(0)  # the share of near one-hot rows depends on the init and the inputs
     cfg = TagCGANConfig(output="vocab", temperature=0.01, **TINY)
     g, _ = build(cfg, DataSizes(feature_dim=10, tag_dim=3, vocab_size=3))
     g.vocab_vectors.copy_(torch.eye(3))
@@ -61,6 +66,7 @@ def test_maxout_takes_max_over_pieces():
 
 
 def test_sample_is_deterministic_in_seed():
+    torch.manual_seed(0)
     g, _ = build(TagCGANConfig(**TINY), DataSizes(feature_dim=10, tag_dim=5))
     x = torch.randn(4, 10)
     a, b, c = sample(g.eval(), x, 6, seed=1), sample(g, x, 6, seed=1), sample(g, x, 6, seed=2)
@@ -68,6 +74,7 @@ def test_sample_is_deterministic_in_seed():
 
 
 def test_input_dropout_scales_kept_inputs_and_is_identity_in_eval():
+    torch.manual_seed(0)  # the masks
     drop = InputDropout(0.5, scale=1.0)
     x = torch.ones(1000, 50)
     y = drop(x)
@@ -77,6 +84,7 @@ def test_input_dropout_scales_kept_inputs_and_is_identity_in_eval():
 
 
 def test_pylearn2_dropout_drops_every_layers_input_and_keeps_state_dict_keys():
+    torch.manual_seed(0)  # the dropout masks below
     sizes = DataSizes(feature_dim=10, tag_dim=5)
     torch_style = TagCGANConfig(**TINY)
     pl2 = TagCGANConfig(
@@ -191,17 +199,31 @@ def test_seed_determinism_and_strong_options(tiny_data, tmp_path, monkeypatch):
 
 
 def test_model_selection_keeps_the_best_val_step(tiny_data, tmp_path, monkeypatch):
+    """Selection at steps 2, 4, 6 scores the real val P@5, then reports made-up scores in which step 4 wins: the
+    stage keeps step 4, saves exactly the weights scored there, and the real score of those weights is theirs."""
     monkeypatch.setattr("tagan.training.RESUME_DIR", tmp_path / "resume")
     kw = dict(
         model={"output": "vocab"}, optim={"optimizer": "adam", "lr": 1e-2, "lr_d": 1e-3}, select_samples=5
     )
+    real_val_p_at_5, made_up, scored = tag_cgan_lib.val_p_at_5, iter([0.2, 0.7, 0.4]), []
+
+    def scripted(g, *args, **kwargs):
+        scored.append((copy.deepcopy(g.state_dict()), real_val_p_at_5(g, *args, **kwargs)))
+        return next(made_up)
+
+    monkeypatch.setattr(tag_cgan_lib, "val_p_at_5", scripted)
     m = tiny_run(tiny_data, "sel", tmp_path, train={"aux_weight": 1.0, "select_every": 2}, **kw)
-    assert m["selected_step"] in (2, 4, 6) and 0.0 <= m["selected_val_p_at_5"] <= 1.0
+    monkeypatch.setattr(tag_cgan_lib, "val_p_at_5", real_val_p_at_5)
+    assert len(scored) == 3 and (m["selected_step"], m["selected_val_p_at_5"]) == (4, 0.7)
+    kept, kept_real_score = scored[1]
+    saved = load_checkpoint(tmp_path / "sel.pt")["state_dict"]["generator"]
+    assert saved.keys() == kept.keys() and all(torch.equal(saved[k], v) for k, v in kept.items())
+    assert not all(torch.equal(scored[2][0][k], v) for k, v in kept.items())  # the last step's differ
     g = load_generator(load_checkpoint(tmp_path / "sel.pt"))
     assert val_p_at_5(g, read_tag_data(*(tiny_data[k] for k in ("items", "vocab", "features"))),
-                      TagIndex.load(tiny_data["emb"]), 5) == pytest.approx(m["selected_val_p_at_5"])  # fmt: skip
+                      TagIndex.load(tiny_data["emb"]), 5) == pytest.approx(kept_real_score)  # fmt: skip
     plain = tiny_run(tiny_data, "last", tmp_path, train={"aux_weight": 1.0}, **kw)
-    assert plain["selected_step"] == 6
+    assert plain["selected_step"] == 6  # no selection: the last step
 
 
 def test_tiny_run_with_pylearn2_dropout_uniform_noise_and_irange_init(tiny_data, tmp_path, monkeypatch):
@@ -209,7 +231,12 @@ def test_tiny_run_with_pylearn2_dropout_uniform_noise_and_irange_init(tiny_data,
     model = {"dropout_style": "pylearn2", "g_dropout": 0.5, "g_dropout_scale": 1.0, "d_input_dropout": 0.2,
              "noise": "uniform", "g_init_range": 0.05, "d_init_range": 0.005}  # fmt: skip
     m = tiny_run(tiny_data, "pl2", tmp_path, model=model)
-    assert m["steps"] == 6 and m["final_d_loss"] == m["final_d_loss"]  # finite
+    rows = list(csv.DictReader((tmp_path / "pl2.csv").open()))
+    assert m["steps"] == 6 and [int(r["step"]) for r in rows] == [2, 4, 6]
+    assert math.isfinite(m["final_d_loss"]) and m["final_d_loss"] == pytest.approx(float(rows[-1]["d_loss"]))
+    again = tiny_run(tiny_data, "pl2_again", tmp_path, model=model)  # the dropout masks and noise are seeded
+    assert (tmp_path / "pl2_again.csv").read_text() == (tmp_path / "pl2.csv").read_text()
+    assert again["val_sample_hit"] == m["val_sample_hit"]
     g = load_generator(load_checkpoint(tmp_path / "pl2.pt"))
     assert g.cfg.noise == "uniform" and isinstance(g.input_drop, InputDropout)
 

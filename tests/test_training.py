@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -228,22 +229,35 @@ def test_sigkill_inside_a_checkpoint_save_never_leaves_a_partial_file(
     assert _result(tmp_path) == straight_toy
 
 
-def _torchrun(cwd: Path, *args: str, ok: bool = True, **hooks: int) -> subprocess.CompletedProcess[str]:
-    """A 2-rank gloo job on CPU (one at a time: two jobs would put 4 ranks on the machine's 2 cores)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(TOY),
-        *args,
-    ]
-    env = {**_env(**hooks), "TOY_RESUME_DIR_PER_RANK": "1"}
+def _loopback_env(**hooks: int) -> dict[str, str]:
+    """The launcher's variables (torchrun reads PET_*; a parent job's MASTER_*/RANK would mislead the ranks)
+    dropped, and gloo kept on the loopback interface (a container's hostname may resolve to nothing)."""
+    drop = ("PET_", "MASTER_", "TORCHELASTIC_", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "GLOO_SOCKET_IFNAME")
+    env = {k: v for k, v in _env(**hooks).items() if not k.startswith(drop)}
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
+        env.pop(key, None)
+    if "lo" in {name for _, name in socket.if_nameindex()}:
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    return env
+
+
+def _torchrun(cwd: Path, logs: Path, *args: str, ok: bool = True, **hooks: int) -> dict[int, str]:
+    """A 2-rank gloo job on CPU (one at a time: two jobs would put 4 ranks on the machine's 2 cores); returns
+    each rank's own stderr, which torchrun writes to its own file under `logs` (no interleaved streams).
+
+    --standalone binds the rendezvous store on port 0 (the kernel picks a free port, held for the whole job,
+    and the ranks connect to that same store: no free-port race), on 127.0.0.1."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "--local-addr", "127.0.0.1", "--log-dir", str(logs), "--redirects", "2", str(TOY), *args]  # fmt: skip
+    env = {**_loopback_env(**hooks), "TOY_RESUME_DIR_PER_RANK": "1"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
-    return proc
+    per_rank = {}
+    for rank in (0, 1):
+        (log,) = logs.glob(f"*/attempt_0/{rank}/stderr.log")  # one job, one attempt (no restarts)
+        per_rank[rank] = log.read_text()
+    detail = f"{proc.stderr[-2000:]}\n--- rank 0:\n{per_rank[0][-2000:]}\n--- rank 1:\n{per_rank[1][-2000:]}"
+    assert (proc.returncode == 0) == ok, detail
+    return per_rank
 
 
 @pytest.mark.slow
@@ -253,19 +267,24 @@ def test_torchrun_two_ranks_stay_in_sync_resume_and_only_rank0_writes(tmp_path: 
     straight.mkdir()
     crashed.mkdir()
     args = ("--steps", "16", "--every", "4")
-    _torchrun(straight, *args)
+    logs = _torchrun(straight, tmp_path / "logs-straight", *args)
+    assert not any("resumed from" in log for log in logs.values())  # a fresh start
     reference = [_result(straight, r) for r in (0, 1)]
     assert reference[0] == reference[1]  # DDP kept the ranks in sync (each rank wrote its own file)
     assert (straight / "out" / "model.pt").exists()
 
-    _torchrun(crashed, *args, ok=False, exit_after_save=8)  # every rank exits right after the save of step 8
+    # every rank exits right after the save of step 8
+    _torchrun(crashed, tmp_path / "logs-crashed", *args, ok=False, exit_after_save=8)
     assert [p.name for p in (crashed / "resume_rank0").iterdir()]  # rank 0 wrote the resume file
     assert not (crashed / "resume_rank1").exists()  # rank 1 wrote nothing
     assert not (crashed / "out").exists()
+    assert not list(crashed.glob("result_rank*.json"))
 
     # Rank 1's resume dir is empty: it gets rank 0's state by broadcast (no shared disk needed).
-    proc = _torchrun(crashed, *args)
-    assert proc.stderr.count("resumed from") == 2 and "at step 8" in proc.stderr
+    logs = _torchrun(crashed, tmp_path / "logs-resumed", *args)
+    for rank, log in logs.items():
+        resumed = [line for line in log.splitlines() if "resumed from" in line]
+        assert len(resumed) == 1 and resumed[0].endswith("at step 8"), (rank, log[-2000:])
     assert [_result(crashed, r) for r in (0, 1)] == reference
     assert not (crashed / "resume_rank1").exists()
 
