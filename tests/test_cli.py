@@ -17,6 +17,8 @@ import pytest
 from PIL import Image
 
 import cli
+from tagan.photos.discovery import iter_photos
+from tagan.photos.records import Record, Writer
 from tests.helpers import without_root_privileges
 from tests.tag_fixtures import TOPICS, make_tag_data, tiny_tag_cgan_params
 from tests.test_xmp import DIGIKAM_SIDECAR, as_list, exiftool
@@ -89,33 +91,33 @@ def rel(paths: list[Path], root: Path) -> list[str]:
 
 
 def test_iter_photos_recursive_loop_safe_and_image_suffixes_only(photos: Path) -> None:
-    found = rel(list(cli.iter_photos([photos])), photos)
+    found = rel(list(iter_photos([photos])), photos)
     assert sorted(found) == sorted(GOOD + list(BAD))
     assert len(found) == len(set(found))  # the loop did not repeat anything
     os.symlink("gray.jpg", photos / "alias.jpg")  # the same file twice: once
     os.link(photos / "gray.jpg", photos / "hardlink.jpg")  # another name of its own: a photo of its own
-    found = rel(list(cli.iter_photos([photos])), photos)
+    found = rel(list(iter_photos([photos])), photos)
     assert len({"alias.jpg", "gray.jpg"} & set(found)) == 1 and "hardlink.jpg" in found
 
 
 def test_iter_photos_exclude_and_explicit_files(photos: Path) -> None:
-    found = rel(list(cli.iter_photos([photos], exclude=["nested", "*.png"])), photos)
+    found = rel(list(iter_photos([photos], exclude=["nested", "*.png"])), photos)
     assert not any(f.startswith("nested") or f.endswith(".png") for f in found)
     assert "rotated.jpg" in found
     # a file given explicitly is tried whatever its suffix, and given twice it is tagged once
     files = [photos / "notes.txt", photos / "gray.jpg", photos / "gray.jpg"]
-    assert rel(list(cli.iter_photos(files)), photos) == ["notes.txt", "gray.jpg"]
+    assert rel(list(iter_photos(files)), photos) == ["notes.txt", "gray.jpg"]
 
 
 def test_writer_formats_parse() -> None:
     recs = [
-        cli.Record(Path("a b.jpg"), tags=[("cat", 0.5), ("sofa", 0.25)]),
-        cli.Record(Path("x.jpg"), "skipped: not an image"),
+        Record(Path("a b.jpg"), tags=[("cat", 0.5), ("sofa", 0.25)]),
+        Record(Path("x.jpg"), "skipped: not an image"),
     ]
     outputs = {}
     for fmt in ("json", "jsonl", "csv", "table"):
         buf = io.StringIO()
-        writer = cli.Writer(buf, fmt)
+        writer = Writer(buf, fmt)
         for rec in recs:
             writer.write(rec)
         writer.close()
@@ -135,12 +137,12 @@ def test_writer_formats_parse() -> None:
     )
     assert "cat (0.50)" in outputs["table"]
     dry = io.StringIO()
-    cli.Writer(dry, "table", dry_run=True).write(
-        cli.Record(Path("a.jpg"), tags=[("cat", 0.5)], sidecar=Path("a.jpg.xmp"), xmp_added=["cat"])
+    Writer(dry, "table", dry_run=True).write(
+        Record(Path("a.jpg"), tags=[("cat", 0.5)], sidecar=Path("a.jpg.xmp"), xmp_added=["cat"])
     )
     assert "would add cat -> a.jpg.xmp" in dry.getvalue()
     empty = io.StringIO()
-    cli.Writer(empty, "json").close()
+    Writer(empty, "json").close()
     assert json.loads(empty.getvalue()) == []
 
 
