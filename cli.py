@@ -1,9 +1,6 @@
 """tagan: tag folders of photos with the trained conditional GAN and write the tags where photo tools read them.
 
-The command line only: arguments, output formats and exit codes over the photos library (tagan.photos).
-Exit status: 0 every photo tagged (or already tagged by this model), 1 some photos skipped (unreadable,
-corrupt, not an image, sidecar not writable), 2 usage or model errors, 3 internal error (a bug),
-130 interrupted (Ctrl-C).
+The command line only: arguments, output formats and exit codes (EPILOG) over the photos library, tagan.photos.
 """
 
 from __future__ import annotations
@@ -76,6 +73,7 @@ def photo_features(session: tagging.Session, paths: list[Path], args: argparse.N
 
 
 def check_paths(paths: list[Path]) -> None:
+    """A UserError naming the paths given that do not exist."""
     missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
@@ -97,12 +95,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
         sheet = open_sheet(stack, args)
         n = tagging.tag_photos(args.paths, session, tag_options(args), writer, sheet, quiet=args.quiet)
         writer.close()
+        total = n["ok"] + n["cached"] + n["skipped"]
         if sheet is not None:
-            total = n["ok"] + n["cached"] + n["skipped"]
             sheet.end(
                 f"{total} photos: {n['ok']} tagged, {n['cached']} already tagged, {n['skipped']} skipped"
             )
-    total = n["ok"] + n["cached"] + n["skipped"]
     if total == 0:
         log.warning("no photos found under %s", ", ".join(map(str, args.paths)))
     log.info("%d photos: %d tagged (%d of them again: photo, model or settings changed), %d already tagged by "

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagan.errors import NotRegularFileError
+from tagan.files import open_regular
 from tagan.readers.xmp import MADE_ATTR, MODEL_ATTR, TAGS_ATTR, XmpError, load_packet, ns_name
 
 EDGE_BYTES = 64 << 10  # the hash reads this much from each end of a photo
@@ -27,7 +29,7 @@ EDGE_BYTES = 64 << 10  # the hash reads this much from each end of a photo
 def content_hash(path: Path, size: int) -> str:
     """blake2b of the size, the first and the last 64 KiB: a replaced or re-encoded photo changes it, cheaply."""
     digest = hashlib.blake2b(str(size).encode(), digest_size=16)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO named like a photo must not block
         digest.update(f.read(EDGE_BYTES))
         if size > EDGE_BYTES:
             f.seek(max(EDGE_BYTES, size - EDGE_BYTES))
@@ -50,7 +52,7 @@ def fingerprint(path: Path, like: dict[str, Any] | None = None) -> dict[str, Any
             digest = like["blake2b"]
         else:
             digest = content_hash(path, st.st_size)
-    except OSError:
+    except (OSError, NotRegularFileError):
         return None
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": digest}
 
