@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from PIL import Image
 import cli
 from tagan.photos import ledger, sidecars
 from tagan.readers import xmp
+from tests.helpers import system_tool
 from tests.test_cli import _picture, bundle, run_cli  # noqa: F401  (bundle: the session fixture)
 from tests.xmp_fixtures import DIGIKAM
 
@@ -30,8 +32,15 @@ def external_edit(sidecar: Path, word: str) -> None:
     os.replace(tmp, sidecar)
 
 
+def exiftool_edit(sidecar: Path, word: str) -> None:
+    """exiftool adding a keyword (it writes a new file and renames it over the old one)."""
+    subprocess.run([system_tool("exiftool"), "-q", "-overwrite_original", f"-XMP-dc:Subject+={word}", str(sidecar)],
+                   check=True, capture_output=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("edit", [external_edit, exiftool_edit], ids=["rewrite", "exiftool"])
 def test_a_change_between_read_and_rename_is_merged_again_not_lost(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: Callable[[Path, str], None]
 ) -> None:
     sidecar = tmp_path / "a.jpg.xmp"
     sidecar.write_text(DIGIKAM, encoding="utf-8")
@@ -40,7 +49,7 @@ def test_a_change_between_read_and_rename_is_merged_again_not_lost(
     def meanwhile(*args: object) -> str:  # another program writes just after tagan read the file
         calls.append(1)
         if len(calls) == 1:
-            external_edit(sidecar, "from-digikam")
+            edit(sidecar, "from-digikam")
         return serialize(*args)
 
     monkeypatch.setattr(sidecars, "_serialize", meanwhile)
@@ -246,3 +255,11 @@ def test_skips_know_what_changed_and_a_killed_runs_temp_files_go(tmp_path: Path,
         "b.jpg": "cached",
         "c.jpg": "cached",
     }
+
+
+def test_made_ledger_of_a_photo_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9 \n.jpg")  # Latin-1 bytes and a newline: a surrogate escape in Python
+    sidecar = tmp_path / "x.jpg.xmp"
+    sidecars.merge_keywords(sidecar, ["dog"], model="m1", made=(name, {"size": 1}))
+    assert ledger.read_ledger(sidecar).made == {name: {"size": 1}}
+    sidecar.read_text(encoding="utf-8")  # valid UTF-8

@@ -325,4 +325,5 @@ def _merged_made(doc: XmpDoc, photo: str, record: dict[str, Any]) -> str:
     if not isinstance(made, dict):
         made = {}
     made[photo] = record
-    return json.dumps(made, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    # ASCII with \u escapes: a file name with undecodable bytes (surrogates) stays valid UTF-8 XML
+    return json.dumps(made, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
