@@ -11,11 +11,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from tqdm import tqdm
 
 from tagan.errors import UserError
 from tagan.photos import ledger, sidecars
@@ -74,8 +78,6 @@ def model_info(model_dir: Path, method: str) -> dict[str, Any]:
 
 def tag_features(session: Session, feature: Any, opts: TagOptions) -> list[tuple[str, float]]:
     """Tags of one photo from its feature vector (F,); one photo per call, so its tags depend only on it and seed."""
-    import numpy as np
-
     (tags,) = session.tagger.tag(
         np.asarray(feature, dtype=np.float32)[None],  # (1, F)
         top_k=opts.top_k,
@@ -157,7 +159,7 @@ def open_session(
     """Load the model bundle (first: a missing model fails before anything else loads) and its backbone."""
     tagger = load_tagger(model_dir, method)
     from tagan.tagging.features import load_backbone  # torch: not for --help
-    from tagan.utils import resolve_device
+    from tagan.utils import resolve_device  # torch
 
     feats, words, path_of = _tagger_parts(tagger)  # feats: exactly how the pipeline extracted its features
     allowed = read_vocab(vocab, words) if vocab else None
@@ -179,7 +181,7 @@ def photo_features(
     session: Session, paths: list[Path], *, batch_size: int, workers: int
 ) -> Iterator[tuple[Path, Any, Any]]:
     """(path, feature (F,) or None, skip reason) per photo, extracted exactly as the pipeline did (bundle config)."""
-    from tagan.tagging.features import extract_features
+    from tagan.tagging.features import extract_features  # torch: not for --help
 
     return extract_features(paths, session.backbone, batch_size=batch_size, workers=workers,
                             device=session.backbone.device, **session.decode)  # fmt: skip
@@ -337,10 +339,6 @@ def tag_photos(
 
     Counts: ok, cached, skipped, and retag (of the ok ones, those tagged again; by reason in the log).
     """
-    import sys
-
-    from tqdm import tqdm
-
     counts = {"ok": 0, "cached": 0, "skipped": 0, "retag": 0}
     bar = tqdm(
         desc="tagging", unit="photo", file=sys.stderr, leave=False, disable=quiet or not sys.stderr.isatty()
@@ -358,7 +356,7 @@ def tag_photos(
 
 def add_to_sheet(sheet: Any, rec: Record, session: Session, opts: TagOptions) -> None:
     """One photo on the contact sheet; without --write-xmp it shows what --write-xmp would change."""
-    from tagan.photos.report import thumbnail_base64
+    from tagan.photos.report import thumbnail_base64  # jinja2: only with --report
 
     if rec.status == "ok" and not opts.write_xmp:
         preview = Record(rec.path, rec.status, rec.tags)
