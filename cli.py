@@ -102,8 +102,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
             )
     if total == 0:
         log.warning("no photos found under %s", ", ".join(map(str, args.paths)))
-    log.info("%d photos: %d tagged (%d of them again: photo, model or settings changed), %d already tagged by "
-             "this model, %d skipped", total, n["ok"], n["retag"], n["cached"], n["skipped"])  # fmt: skip
+    again = f" ({n['retag']} of them again: photo, model or settings changed)" if n["retag"] else ""
+    log.info("%d photos: %d tagged%s, %d already tagged by this model, %d skipped", total, n["ok"], again,
+             n["cached"], n["skipped"])  # fmt: skip
     return EXIT_SKIPPED if n["skipped"] else EXIT_OK
 
 
