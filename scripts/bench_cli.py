@@ -28,39 +28,15 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import cli  # noqa: E402
+from tagan.photos.session import tag_features  # noqa: E402
 
 log = logging.getLogger("bench_cli")
-
-
-def make_jpegs(out: Path, n: int, seed: int = 0) -> list[Path]:
-    """`n` distinct 640x480 JPEGs (quality 90) cut from scikit-learn's sample photos."""
-    from sklearn.datasets import load_sample_images
-
-    sources = [
-        Image.fromarray(a).resize((720, 480), Image.Resampling.BILINEAR) for a in load_sample_images().images
-    ]
-    rng = np.random.default_rng(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        x0 = int(rng.integers(0, 81))
-        a = np.asarray(
-            sources[i % len(sources)].crop((x0, 0, x0 + 640, 480)), dtype=np.float32
-        )  # (480, 640, 3)
-        if rng.random() < 0.5:
-            a = a[:, ::-1]
-        a = a * rng.uniform(0.8, 1.2, size=3) + rng.normal(0, 4, size=a.shape)
-        path = out / f"photo_{i:05d}.jpg"
-        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(path, quality=90)
-        paths.append(path)
-    return paths
 
 
 def synthetic_bundle(out: Path, vocab: int = 208, tag_dim: int = 200, seed: int = 0) -> Path:
@@ -148,16 +124,25 @@ def tagging_cpu(model: Path, samples: int, n: int = 64) -> float:
     # runtime auto, as the CLI: the tagger then runs on one torch thread (open_session)
     session = cli.open_session(args)
     feats = np.random.default_rng(0).normal(size=(n, 1280)).astype(np.float32)
-    cli.tag_features(session, feats[0], args)
+    opts = cli.tag_options(args)
+    tag_features(session, feats[0], opts)
     c0 = time.process_time()
     for f in feats:
-        cli.tag_features(session, f, args)
+        tag_features(session, f, opts)
     return (time.process_time() - c0) / n
 
 
 def main() -> None:
     """Generate the photos, run every measurement side by side, print markdown tables."""
-    from bench_features import BASELINE, breakdown, checkout, loadavg, print_features, side_by_side
+    from bench_features import (
+        BASELINE,
+        breakdown,
+        checkout,
+        loadavg,
+        make_jpegs,
+        print_features,
+        side_by_side,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(

@@ -22,6 +22,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "ac9919f"  # the commit before the CPU runtime and the decoder change (today's code path)
 
@@ -168,6 +171,30 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def make_jpegs(out: Path, n: int, seed: int = 0) -> list[Path]:
+    """`n` distinct 640x480 JPEGs (quality 90) cut from scikit-learn's sample photos."""
+    from sklearn.datasets import load_sample_images
+
+    sources = [
+        Image.fromarray(a).resize((720, 480), Image.Resampling.BILINEAR) for a in load_sample_images().images
+    ]
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        x0 = int(rng.integers(0, 81))
+        a = np.asarray(
+            sources[i % len(sources)].crop((x0, 0, x0 + 640, 480)), dtype=np.float32
+        )  # (480, 640, 3)
+        if rng.random() < 0.5:
+            a = a[:, ::-1]
+        a = a * rng.uniform(0.8, 1.2, size=3) + rng.normal(0, 4, size=a.shape)
+        path = out / f"photo_{i:05d}.jpg"
+        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=10_000, help="640x480 JPEGs generated for the run")
@@ -176,9 +203,6 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="decoding workers (params runtime.workers)")
     ap.add_argument("--sample", type=int, default=200, help="photos for the per-stage breakdown")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_cli import make_jpegs
-
     with tempfile.TemporaryDirectory(prefix="tagan-bench-features-") as tmp:
         tmp_path = Path(tmp)
         paths = make_jpegs(tmp_path / "photos", args.photos)

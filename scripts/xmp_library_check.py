@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tagan.photos import sidecars  # noqa: E402
 from tagan.readers import xmp  # noqa: E402
 from tests.xmp_fixtures import SIDECARS, rdf_facts, without  # noqa: E402
 
@@ -68,7 +69,7 @@ def with_tagan(data: bytes) -> str:
         path = Path(tmp) / "a.xmp"
         path.write_bytes(data)
         try:
-            xmp.merge_keywords(path, ["tagan-added"])
+            sidecars.merge_keywords(path, ["tagan-added"])
         except xmp.XmpError as e:
             return f"refused: {e}"
         return path.read_text(encoding="utf-8")

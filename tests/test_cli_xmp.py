@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import cli
+from tagan.photos import sidecars
 from tagan.readers import xmp
 from tests.helpers import system_tool
 from tests.test_cli import _picture, bundle, run_cli  # noqa: F401  (bundle: the session fixture)
@@ -52,9 +53,9 @@ def test_untag_dry_run_then_untag(tmp_path: Path, capsys: pytest.CaptureFixture[
     (folder / "sub").mkdir(parents=True)
     person = folder / "a.jpg.xmp"
     person.write_text(DIGIKAM, encoding="utf-8")
-    xmp.merge_keywords(person, ["sea", "dog"], model="m1")
+    sidecars.merge_keywords(person, ["sea", "dog"], model="m1")
     mine = folder / "sub" / "b.png.xmp"
-    xmp.merge_keywords(mine, ["cat"], model="m1")
+    sidecars.merge_keywords(mine, ["cat"], model="m1")
     untouched = folder / "c.jpg.xmp"
     untouched.write_text(LIGHTROOM, encoding="utf-8")
     before = {p: p.read_bytes() for p in (person, mine, untouched)}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tagan.photos import sidecars, xmp_edit
 from tagan.readers import xmp
 from tests.xmp_fixtures import (
     DARKTABLE,
@@ -75,16 +76,18 @@ def test_sidecar_names_follow_digikam_and_lightroom_conventions(tmp_path: Path) 
 
 
 def test_keyword_values_root_paths_and_separators() -> None:
-    assert xmp.keyword_values("dog", path_of, "tagan") == {
+    assert xmp_edit.keyword_values("dog", path_of, "tagan") == {
         "subject": "dog",
         "hierarchicalSubject": "tagan|animal|domestic animal|dog",
         "TagsList": "tagan/animal/domestic animal/dog",
     }
-    assert xmp.keyword_values("sea", path_of, "tagan")["TagsList"] == "tagan/sea"  # no path: under the root
-    assert xmp.keyword_values("dog", None, "auto/tagan")["hierarchicalSubject"] == "auto|tagan|dog"
-    assert xmp.keyword_values("dog", None, "")["hierarchicalSubject"] == "dog"
-    assert xmp.keyword_values("dog", lambda w: ["animal", "dog"], "t")["TagsList"] == "t/animal/dog"
-    odd = xmp.keyword_values("AC/DC", lambda w: ["music|band"], "t")  # separators never split a level
+    assert (
+        xmp_edit.keyword_values("sea", path_of, "tagan")["TagsList"] == "tagan/sea"
+    )  # no path: under the root
+    assert xmp_edit.keyword_values("dog", None, "auto/tagan")["hierarchicalSubject"] == "auto|tagan|dog"
+    assert xmp_edit.keyword_values("dog", None, "")["hierarchicalSubject"] == "dog"
+    assert xmp_edit.keyword_values("dog", lambda w: ["animal", "dog"], "t")["TagsList"] == "t/animal/dog"
+    odd = xmp_edit.keyword_values("AC/DC", lambda w: ["music|band"], "t")  # separators never split a level
     assert odd == {
         "subject": "AC-DC",
         "hierarchicalSubject": "t|music-band|AC-DC",
@@ -94,7 +97,7 @@ def test_keyword_values_root_paths_and_separators() -> None:
 
 def test_creates_minimal_valid_sidecar_with_all_keyword_properties(tmp_path: Path) -> None:
     sidecar = tmp_path / "chat é.jpg.xmp"
-    change = xmp.merge_keywords(
+    change = sidecars.merge_keywords(
         sidecar, ["cat", "sofa", "cat"], model="m1", tags=[("cat", 0.5), ("sofa", 0.2)], path_of=path_of
     )
     assert change.created and change.added == ["cat", "sofa"]
@@ -111,15 +114,17 @@ def test_creates_minimal_valid_sidecar_with_all_keyword_properties(tmp_path: Pat
     }
     text = sidecar.read_text(encoding="utf-8")
     assert "<lr:hierarchicalSubject>\n    <rdf:Bag>" in text and "<digiKam:TagsList>\n    <rdf:Seq>" in text
-    assert not xmp.merge_keywords(tmp_path / "none.jpg.xmp", []).sidecar.exists()  # no tags: no empty file
+    assert not sidecars.merge_keywords(
+        tmp_path / "none.jpg.xmp", []
+    ).sidecar.exists()  # no tags: no empty file
 
 
 def test_merge_preserves_other_metadata_and_never_duplicates(tmp_path: Path) -> None:
     sidecar = tmp_path / "a.jpg.xmp"
     sidecar.write_text(DIGIKAM_SIDECAR, encoding="utf-8")
-    change = xmp.merge_keywords(sidecar, ["sea", "family", "beach"], model="m1")
+    change = sidecars.merge_keywords(sidecar, ["sea", "family", "beach"], model="m1")
     assert change.added == ["sea"] and change.kept == ["beach", "Family"]  # case-insensitive match
-    again = xmp.merge_keywords(sidecar, ["sea", "family", "beach"], model="m1")
+    again = sidecars.merge_keywords(sidecar, ["sea", "family", "beach"], model="m1")
     assert not again.changed and again.added == [] and not again.written
     assert xmp.read_keywords(sidecar) == ["beach", "Family", "sea"]
     text = sidecar.read_text(encoding="utf-8")
@@ -131,13 +136,13 @@ def test_merge_preserves_other_metadata_and_never_duplicates(tmp_path: Path) -> 
 def test_dry_run_reports_but_writes_nothing(tmp_path: Path) -> None:
     sidecar = tmp_path / "a.jpg.xmp"
     sidecar.write_text(DIGIKAM_SIDECAR, encoding="utf-8")
-    change = xmp.merge_keywords(sidecar, ["sea"], model="m1", dry_run=True)
+    change = sidecars.merge_keywords(sidecar, ["sea"], model="m1", dry_run=True)
     assert change.added == ["sea"] and change.properties["TagsList"]["add"] == ["tagan/sea"]
     assert sidecar.read_text(encoding="utf-8") == DIGIKAM_SIDECAR
-    assert not xmp.merge_keywords(tmp_path / "new.jpg.xmp", ["x"], dry_run=True).sidecar.exists()
-    xmp.merge_keywords(sidecar, ["sea"], model="m1")
+    assert not sidecars.merge_keywords(tmp_path / "new.jpg.xmp", ["x"], dry_run=True).sidecar.exists()
+    sidecars.merge_keywords(sidecar, ["sea"], model="m1")
     before = sidecar.read_bytes()
-    undo = xmp.remove_own(sidecar, dry_run=True)
+    undo = sidecars.remove_own(sidecar, dry_run=True)
     assert undo.removed == ["sea"] and sidecar.read_bytes() == before
 
 
@@ -147,7 +152,7 @@ def test_realistic_sidecar_keeps_every_other_field_and_untag_restores_it(tmp_pat
     sidecar = tmp_path / f"IMG_0042.RAF.{name}.xmp"
     sidecar.write_text(original, encoding="utf-8")
     before = rdf_facts(original)
-    change = xmp.merge_keywords(
+    change = sidecars.merge_keywords(
         sidecar, ["dog", "lighthouse", "sea"], model="m1", tags=[("dog", 0.5)], path_of=path_of
     )
     after = rdf_facts(sidecar.read_bytes())
@@ -159,7 +164,7 @@ def test_realistic_sidecar_keeps_every_other_field_and_untag_restores_it(tmp_pat
     if "dog" in only(before, DC):  # a person's word is neither added again nor claimed
         assert "dog" not in change.added and only(after, DC).count("dog") == 1
 
-    xmp.remove_own(sidecar)
+    sidecars.remove_own(sidecar)
     assert rdf_facts(sidecar.read_bytes()) == before  # exactly the sidecar the person had
 
 
@@ -167,10 +172,10 @@ def test_person_word_added_before_tagan_survives_untag(tmp_path: Path) -> None:
     sidecar = tmp_path / "a.jpg.xmp"
     sidecar.write_text(DIGIKAM, encoding="utf-8")  # the person tagged "dog" (dc:subject and TagsList)
     person = fields(sidecar)
-    xmp.merge_keywords(sidecar, ["dog", "cat"], model="m1", path_of=path_of)
+    sidecars.merge_keywords(sidecar, ["dog", "cat"], model="m1", path_of=path_of)
     assert xmp.read_fields(sidecar)["addedSubject"] == ["cat"]  # "dog" is the person's, not claimed
     assert xmp.read_keywords(sidecar, person_only=True) == ["Beach", "Anna", "dog"]
-    xmp.remove_own(sidecar)
+    sidecars.remove_own(sidecar)
     assert fields(sidecar) == person and "dog" in person["subject"]
 
 
@@ -178,8 +183,8 @@ def test_replace_own_swaps_only_tagans_keywords(tmp_path: Path) -> None:
     sidecar = tmp_path / "a.jpg.xmp"
     sidecar.write_text(DIGIKAM, encoding="utf-8")
     person = fields(sidecar)
-    xmp.merge_keywords(sidecar, ["sea", "cat", "lighthouse"], model="old", path_of=path_of)
-    change = xmp.merge_keywords(
+    sidecars.merge_keywords(sidecar, ["sea", "cat", "lighthouse"], model="old", path_of=path_of)
+    change = sidecars.merge_keywords(
         sidecar, ["sea", "boat"], model="new", path_of=path_of, mode="replace-own", root="auto/tagan"
     )
     assert change.removed == ["cat", "lighthouse"] and change.added == ["boat"]  # "sea" stays, not re-added
@@ -192,9 +197,11 @@ def test_replace_own_swaps_only_tagans_keywords(tmp_path: Path) -> None:
     assert sorted(got["TagsList"]) == sorted([*person["TagsList"], "auto/tagan/sea", "auto/tagan/boat"])
     assert got["addedHierarchicalSubject"] == ["auto|tagan|sea", "auto|tagan|boat"]
     assert xmp.read_model(sidecar) == "new"
-    appended = xmp.merge_keywords(sidecar, ["kite"], model="newer", path_of=path_of)  # append keeps the rest
+    appended = sidecars.merge_keywords(
+        sidecar, ["kite"], model="newer", path_of=path_of
+    )  # append keeps the rest
     assert appended.removed == [] and xmp.read_fields(sidecar)["addedSubject"] == ["sea", "boat", "kite"]
-    xmp.remove_own(sidecar)
+    sidecars.remove_own(sidecar)
     assert fields(sidecar) == person and xmp.read_model(sidecar) is None
 
 
@@ -205,47 +212,47 @@ def test_hierarchy_seeded_for_readers_that_take_the_first_non_empty_property(tmp
     flat.write_text(DIGIKAM_SIDECAR.replace("<digiKam:TagsList><rdf:Seq><rdf:li>Places/Beach</rdf:li></rdf:Seq>"
                                             "</digiKam:TagsList>", ""), encoding="utf-8")  # fmt: skip
     before = rdf_facts(flat.read_bytes())
-    xmp.merge_keywords(flat, ["dog"], path_of=path_of)
+    sidecars.merge_keywords(flat, ["dog"], path_of=path_of)
     got = xmp.read_fields(flat)
     assert got["TagsList"] == ["beach", "Family", "tagan/animal/domestic animal/dog"]
     assert got["hierarchicalSubject"] == ["beach", "Family", "tagan|animal|domestic animal|dog"]
-    xmp.remove_own(flat)
+    sidecars.remove_own(flat)
     assert rdf_facts(flat.read_bytes()) == before
     dt = tmp_path / "dt.jpg.xmp"  # darktable: lr:hierarchicalSubject but no TagsList: the paths are kept
     dt.write_text(DARKTABLE, encoding="utf-8")
-    xmp.merge_keywords(dt, ["dog"])
+    sidecars.merge_keywords(dt, ["dog"])
     assert "places/coast/lighthouse" in xmp.read_fields(dt)["TagsList"]
 
 
 def test_untag_deletes_only_sidecars_tagan_created_that_hold_nothing_else(tmp_path: Path) -> None:
     mine = tmp_path / "a.jpg.xmp"
-    xmp.merge_keywords(mine, ["dog"], model="m1")
-    assert xmp.remove_own(mine, dry_run=True).removed == ["dog"] and mine.exists()
-    assert xmp.remove_own(mine).deleted and not mine.exists()
+    sidecars.merge_keywords(mine, ["dog"], model="m1")
+    assert sidecars.remove_own(mine, dry_run=True).removed == ["dog"] and mine.exists()
+    assert sidecars.remove_own(mine).deleted and not mine.exists()
     rated = tmp_path / "b.jpg.xmp"  # tagan created it, then a person rated the photo in digiKam
-    xmp.merge_keywords(rated, ["dog"], model="m1")
+    sidecars.merge_keywords(rated, ["dog"], model="m1")
     text = rated.read_text(encoding="utf-8").replace(
         "<rdf:Description", '<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="5"'
     )
     rated.write_text(text, encoding="utf-8")
-    change = xmp.remove_own(rated)
+    change = sidecars.remove_own(rated)
     assert not change.deleted and rated.exists() and 'xmp:Rating="5"' in rated.read_text(encoding="utf-8")
     assert xmp.read_fields(rated)["subject"] == []
-    assert not xmp.remove_own(tmp_path / "absent.jpg.xmp").changed
+    assert not sidecars.remove_own(tmp_path / "absent.jpg.xmp").changed
 
 
 def test_stale_ledger_entries_never_remove_a_persons_keyword(tmp_path: Path) -> None:
     sidecar = tmp_path / "a.jpg.xmp"
     sidecar.write_text(DIGIKAM_SIDECAR, encoding="utf-8")
-    xmp.merge_keywords(sidecar, ["sea"], model="m1")
+    sidecars.merge_keywords(sidecar, ["sea"], model="m1")
     text = sidecar.read_text(encoding="utf-8")  # the person removes tagan's "sea" in a photo manager
     sidecar.write_text(text.replace("<rdf:li>sea</rdf:li>", "", 1), encoding="utf-8")
-    assert xmp.remove_own(sidecar, dry_run=True).removed == []  # nothing of tagan's left in dc:subject
-    xmp.merge_keywords(sidecar, ["boat"], model="m2")  # the next tagan run forgets the stale entry
+    assert sidecars.remove_own(sidecar, dry_run=True).removed == []  # nothing of tagan's left in dc:subject
+    sidecars.merge_keywords(sidecar, ["boat"], model="m2")  # the next tagan run forgets the stale entry
     assert xmp.read_fields(sidecar)["addedSubject"] == ["boat"]
     text = sidecar.read_text(encoding="utf-8")  # then the person tags "sea" themself
     sidecar.write_text(text.replace("<rdf:li>beach</rdf:li>", "<rdf:li>beach</rdf:li><rdf:li>sea</rdf:li>"))
-    assert xmp.remove_own(sidecar).removed == ["boat"]
+    assert sidecars.remove_own(sidecar).removed == ["boat"]
     assert xmp.read_keywords(sidecar) == ["beach", "sea", "Family"]
 
 
@@ -254,7 +261,7 @@ def test_file_mode_is_kept_and_writes_are_atomic(tmp_path: Path) -> None:
     sidecar.write_text(DIGIKAM_SIDECAR, encoding="utf-8")
     os.chmod(sidecar, 0o640)
     inode = sidecar.stat().st_ino
-    xmp.merge_keywords(sidecar, ["sea"])
+    sidecars.merge_keywords(sidecar, ["sea"])
     assert stat.S_IMODE(sidecar.stat().st_mode) == 0o640
     assert sidecar.stat().st_ino != inode  # replaced by rename, never rewritten in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg.xmp"]  # no temp files left
@@ -268,7 +275,7 @@ def test_invalid_or_hostile_sidecar_is_left_untouched(tmp_path: Path) -> None:
     for path in (broken, bomb):
         before = path.read_bytes()
         with pytest.raises(xmp.XmpError, match="fix or remove it"):
-            xmp.merge_keywords(path, ["cat"])
+            sidecars.merge_keywords(path, ["cat"])
         assert path.read_bytes() == before
         assert xmp.read_model(path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.jpg.xmp", "c.jpg.xmp"]  # no temp files left
@@ -299,7 +306,7 @@ def test_semantic_comparison_sees_changes_and_ignores_layout() -> None:
 
 def test_exiftool_reads_every_keyword_property_and_the_ledger(tmp_path: Path) -> None:
     fresh = tmp_path / "new.jpg.xmp"
-    xmp.merge_keywords(fresh, ["cat", "ciel bleu", "café", "R&B <live>"], model="m1", path_of=path_of)
+    sidecars.merge_keywords(fresh, ["cat", "ciel bleu", "café", "R&B <live>"], model="m1", path_of=path_of)
     seen = exiftool(fresh)
     assert as_list(seen["Subject"]) == ["cat", "ciel bleu", "café", "R&B <live>"]
     assert as_list(seen["HierarchicalSubject"]) == [
@@ -317,7 +324,7 @@ def test_exiftool_reads_every_keyword_property_and_the_ledger(tmp_path: Path) ->
     assert as_list(seen["AddedSubject"]) == as_list(seen["Subject"]) and seen["Tagger"] == "m1"
     old = tmp_path / "old.jpg.xmp"
     old.write_text(DIGIKAM_SIDECAR, encoding="utf-8")
-    xmp.merge_keywords(old, ["sea"], model="m1")
+    sidecars.merge_keywords(old, ["sea"], model="m1")
     seen = exiftool(old)
     assert as_list(seen["Subject"]) == ["beach", "Family", "sea"]
     assert seen["Rating"] == 4 and seen["Title"] == "Holiday in Brittany"
@@ -329,7 +336,7 @@ def test_exiftool_sees_every_other_field_unchanged(tmp_path: Path, name: str) ->
     sidecar = tmp_path / f"a.{name}.xmp"
     sidecar.write_text(SIDECARS[name], encoding="utf-8")
     before = exiftool(sidecar)
-    xmp.merge_keywords(sidecar, ["dog", "sea"], model="m1", tags=[("dog", 0.5)], path_of=path_of)
+    sidecars.merge_keywords(sidecar, ["dog", "sea"], model="m1", tags=[("dog", 0.5)], path_of=path_of)
     after = exiftool(sidecar)
     ignore = {"SourceFile", "FileModifyDate", "FileAccessDate", "FileInodeChangeDate", "FileSize"}
     kept = lambda d: {k: v for k, v in d.items() if k not in ignore | EXIFTOOL_KEYWORDS | EXIFTOOL_TAGAN}  # noqa: E731
@@ -337,7 +344,7 @@ def test_exiftool_sees_every_other_field_unchanged(tmp_path: Path, name: str) ->
     for key in EXIFTOOL_KEYWORDS:
         assert set(as_list(before.get(key))) <= set(as_list(after.get(key)))
         assert any(v.endswith("sea") for v in as_list(after[key]))
-    xmp.remove_own(sidecar)
+    sidecars.remove_own(sidecar)
     restored = exiftool(sidecar)
     assert {k: v for k, v in restored.items() if k not in ignore} == {
         k: v for k, v in before.items() if k not in ignore
@@ -351,5 +358,5 @@ def test_reading_follows_a_symlinked_sidecar_but_editing_never_does(tmp_path: Pa
     link.symlink_to(shared)
     assert xmp.read_keywords(link) == ["beach", "Family"]
     with pytest.raises(xmp.XmpError, match="symbolic link"):
-        xmp.merge_keywords(link, ["sea"])
+        sidecars.merge_keywords(link, ["sea"])
     assert link.is_symlink() and shared.read_text(encoding="utf-8") == DIGIKAM_SIDECAR

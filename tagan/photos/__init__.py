@@ -1,1 +1,1 @@
-"""The user's photos: what `tagan tag` / `tagan untag` do to a folder (discovery, session, sidecars, review sheet)."""
+"""The user's photos: what `tagan tag` / `tagan untag` do to a library (discovery, session, records, sidecars, ledger, review sheet)."""

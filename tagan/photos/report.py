@@ -14,6 +14,8 @@ from typing import IO
 
 from jinja2 import Environment
 
+from tagan.readers.images import load_image
+
 log = logging.getLogger(__name__)
 
 PROPERTY_LABELS = {
@@ -96,8 +98,6 @@ _FOOT = _ENV.from_string("""</main>
 
 def thumbnail_base64(path: Path, size: int = 256) -> str | None:
     """A JPEG thumbnail of the photo, base64-encoded; None when it cannot be decoded."""
-    from tagan.readers.images import load_image
-
     try:
         im = load_image(path, max_side=size)
         buf = io.BytesIO()
