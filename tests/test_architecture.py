@@ -88,3 +88,46 @@ def test_top_level_definitions_sees_through_if_and_try_but_not_into_functions(tm
         "if X:\n    def helper(): pass\ntry:\n    class Extra: pass\nexcept ImportError:\n    pass\n"
     )
     assert top_level_definitions(module) == {"Params", "run", "helper", "Extra"}
+
+
+# --- tagging methods: one registered class per kind -----------------------------------------------------------
+EVALUATION_STAGES = ("tag_eval", "photo_eval")
+
+
+def test_every_method_kind_tag_eval_plans_is_registered() -> None:
+    """tag_eval plans its methods as (kind, options) pairs: each kind names a registered Method class."""
+    from tagan.tagging.methods import list_methods
+
+    planned = {
+        node.elts[0].value
+        for node in ast.walk(ast.parse((ROOT / "pipeline" / "tag_eval.py").read_text()))
+        if isinstance(node, ast.Tuple) and len(node.elts) == 2 and isinstance(node.elts[1], ast.Dict)
+        and isinstance(node.elts[0], ast.Constant) and isinstance(node.elts[0].value, str)
+    }  # fmt: skip
+    assert planned and planned <= set(list_methods()), sorted(planned - set(list_methods()))
+
+
+@pytest.mark.parametrize("stage", EVALUATION_STAGES)
+def test_evaluation_stages_name_no_method_class(stage: str) -> None:
+    """tag_eval and photo_eval reach methods through the registry (tagan.tagging.methods), never a class."""
+    from tagan.tagging.methods.base import _REGISTRY
+
+    classes = {cls.__name__ for cls in _REGISTRY.values()}
+    path = ROOT / "pipeline" / f"{stage}.py"
+    names = {n.id for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)}
+    assert not names & classes, f"{path.name} names {sorted(names & classes)}: use methods.get_method(kind)"
+    families = {m for m in imports(path) if m.startswith("tagan.tagging.methods.")}
+    assert not families, f"{path.name} imports {sorted(families)}: import tagan.tagging.methods"
+
+
+def tagging_modules() -> list[Path]:
+    return sorted(
+        [*(ROOT / "tagan" / "tagging").rglob("*.py"), *(ROOT / "tagan" / "evaluation").rglob("*.py")]
+    ) + [ROOT / "pipeline" / f"{s}.py" for s in EVALUATION_STAGES]
+
+
+@pytest.mark.parametrize("path", tagging_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_tagging_modules_are_short_and_say_what_they_are(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 450, f"{path.name}: over 450 lines; split it by family"
+    assert ast.get_docstring(ast.parse(path.read_text())), f"{path.name} has no module docstring"
