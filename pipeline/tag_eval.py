@@ -118,6 +118,7 @@ def run(
     resources = methods.Resources(out)
 
     # name -> (registered kind, fit options): the baselines on every split, the CGANs and open methods on the headline
+    # (the bundle serves the methods fitted on the headline split)
     mlp = dict(hidden=cfg.mlp_hidden, epochs=cfg.mlp_epochs, lr=cfg.mlp_lr, weight_decay=cfg.mlp_weight_decay,
                dropout=cfg.mlp_dropout)  # fmt: skip
     baselines: dict[str, tuple[str, dict[str, Any]]] = {
@@ -134,10 +135,8 @@ def run(
         if not Path(path).exists():
             log.warning("no CGAN checkpoint %s; cgan_%s skipped", path, preset)
             continue
-        cgans[f"cgan_{preset}"] = (
-            "cgan",
-            {"checkpoint": path, "samples": cfg.samples, "neighbors": cfg.neighbors},
-        )
+        cgans[f"cgan_{preset}"] = ("cgan", {"checkpoint": path, "samples": cfg.samples,
+                                            "neighbors": cfg.neighbors})  # fmt: skip
         cgans[f"cgan_{preset}_tuned"] = ("cgan", {"checkpoint": path, "samples": cfg.tuned_samples,
                                                   "neighbors_grid": cfg.tuned_neighbors, "top_k": cfg.top_k})  # fmt: skip
     opens: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -160,7 +159,7 @@ def run(
             log.warning("%s: an empty train/val/test split; skipped", column)
             continue
         ctx = methods.FitContext(data, train, val, resources, seed=cfg.seed)
-        plan = {**cgans, **baselines} if column == "split" else baselines
+        plan = {**cgans, **baselines, **dict(sorted(opens.items()))} if column == "split" else baselines
         results: dict[str, dict[str, float]] = {}
         preds: dict[str, Tags] = {}
         for name, (kind, options) in plan.items():
@@ -183,16 +182,6 @@ def run(
     test = data.rows("test")
     flat["vocab_size"] = len(index)
     flat["test_images"] = len(test)
-    ctx = methods.FitContext(data, data.rows("train"), data.rows("val"), resources, seed=cfg.seed)
-    for name in sorted(
-        opens
-    ):  # the open-vocabulary methods: on the headline split, after the bundle's baselines
-        kind, options = opens[name]
-        fitted[name] = methods.get_method(kind).fit(ctx, **options)
-        examples[name] = fitted[name].tag(data.features[test], top_k=cfg.top_k, seed=cfg.seed)
-        tables["split"][name] = score(examples[name], data, test, len(index))
-        for key, value in tables["split"][name].items():
-            flat[f"{name}.{key}"] = float(value)
     add_prior_margins(tables["split"], examples, data, test, cfg.seed)
     for name, m in tables["split"].items():
         for key in ("p_at_5_vs_prior", "p_at_5_vs_prior_lo", "p_at_5_vs_prior_hi"):
