@@ -19,7 +19,8 @@ import numpy as np
 from tagan import config
 from tagan.config import Runtime
 from tagan.errors import UserError
-from tagan.evaluation.photo_report import decoding_grid, report, val_grid
+from tagan.evaluation.photo_choices import PhotoChoices, decoding_grid
+from tagan.evaluation.photo_report import report, val_grid
 from tagan.evaluation.photo_set import GCOMPRIS_RCC_DIR, build_photo_set, summary, tag_metrics
 from tagan.evaluation.reports import examples_grid
 from tagan.files import save_npz, write_json, write_text
@@ -43,6 +44,9 @@ class Params:
     val_fraction: float = 0.3
     seed: int = 0
     methods: list[str] = field(default_factory=list)  # [] = every method of the bundle
+    chosen: PhotoChoices = field(
+        default_factory=PhotoChoices
+    )  # the val grid's choices; tag_eval bundles them
     conse_top_grid: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])  # val grid (reported)
     wordnet_grid: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])  # beta and gamma values
     open_neighbors_grid: list[int] = field(default_factory=lambda: [1, 3])
@@ -57,6 +61,15 @@ class Params:
         config.positive("max_hops", self.max_hops)
         config.in_range("val_fraction", self.val_fraction, 0.05, 0.95)
         config.check(self.examples >= 0, "examples", f"must be >= 0, got {self.examples}")
+        c = self.chosen
+        for key, value, grid in (
+            ("conse_top", c.conse_top, self.conse_top_grid),
+            ("wordnet_beta", c.wordnet_beta, self.wordnet_grid),
+            ("wordnet_gamma", c.wordnet_gamma, self.wordnet_grid),
+            ("open_neighbors", c.open_neighbors, self.open_neighbors_grid),
+            ("open_feature_gate", c.open_feature_gate, self.open_gate_grid),
+        ):
+            config.check(value in grid, f"chosen.{key}", f"{value} is not on its val grid {grid}")
 
 
 def run(

@@ -2,7 +2,8 @@
 
 Methods (registered kinds of tagan.tagging.methods): cgan_<preset> (paper decoding: samples/neighbors/top_k
 from params), cgan_<preset>_tuned (neighbours and vote weighting chosen on val), prior, knn (k chosen on
-val), classifier, regressor, zeroshot; with the open vocabulary imagenet_names, conse, wordnet and cgan_open.
+val), classifier, regressor, zeroshot; with the open vocabulary imagenet_names, conse, wordnet and cgan_open
+(their decodings chosen on photo_eval's val photos: params.yaml `photo_eval.chosen`).
 The group split is the headline; the baselines are also scored on the by-image split (`image_split.*`).
 Each method is scored through the object the bundle then serves, written into the bundle once.
 """
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 from tagan import config
 from tagan.config import Runtime
+from tagan.evaluation.photo_choices import PhotoChoices
 from tagan.evaluation.reports import write_reports
 from tagan.evaluation.scoring import add_prior_margins, score
 from tagan.files import write_json
@@ -51,12 +53,7 @@ class Params:
     zeroshot_tags_per_class: int = 5
     zeroshot_fallback: Literal["minilm", "glove"] = "minilm"  # maps ImageNet class names to tag words
     image_split: bool = True  # also score the baselines on the by-image split
-    conse_top: int = 10  # conse: classes in the convex combination (chosen on the photo val split)
-    wordnet_beta: float = 0.0  # wordnet: specificity exponent (chosen on the photo val split)
-    wordnet_gamma: float = 0.0  # wordnet: word-frequency exponent (chosen on the photo val split)
     open_samples: int = 100  # cgan_open: hard samples per image
-    open_neighbors: int = 1  # cgan_open: words each sample votes for
-    open_feature_gate: float = 0.55  # cgan_open: feature branch on when cosine to a training image >= this
     default_method: str = "cgan_open"  # what `--method cgan` serves (falls back to cgan_strong_tuned)
     examples: int = 12  # test images in reports/tag_examples.*
     seed: int = 0
@@ -72,9 +69,7 @@ class Params:
             "mlp_lr",
             "zeroshot_top_classes",
             "zeroshot_tags_per_class",
-            "conse_top",
             "open_samples",
-            "open_neighbors",
         ):
             config.positive(key, getattr(self, key))
         config.check(self.top_k >= 5, "top_k", f"must be >= 5 (P@5 is the headline), got {self.top_k}")
@@ -101,8 +96,13 @@ def run(
     *,
     open_cgan: Path | None = None,
     vocabulary_dir: Path | None = None,
+    chosen: PhotoChoices | None = None,
 ) -> dict[str, float]:
-    """Fit and score every method; write reports_dir/tag_eval_table.md, tag_examples.{md,png} and the bundle."""
+    """Fit and score every method; write reports_dir/tag_eval_table.md, tag_examples.{md,png} and the bundle.
+
+    `chosen`: the open methods' decodings picked on photo_eval's val grid (params.yaml `photo_eval.chosen`).
+    """
+    chosen = chosen or PhotoChoices()
     t0 = time.perf_counter()
     set_threads(runtime.num_threads)
     seed_everything(cfg.seed)
@@ -142,11 +142,12 @@ def run(
     opens: dict[str, tuple[str, dict[str, Any]]] = {}
     if has_open:
         opens["imagenet_names"] = ("imagenet_names", {})
-        opens["conse"] = ("conse", {"top": cfg.conse_top})
-        opens["wordnet"] = ("wordnet", {"beta": cfg.wordnet_beta, "gamma": cfg.wordnet_gamma})
+        opens["conse"] = ("conse", {"top": chosen.conse_top})
+        opens["wordnet"] = ("wordnet", {"beta": chosen.wordnet_beta, "gamma": chosen.wordnet_gamma})
         if open_cgan is not None and Path(open_cgan).is_file():
             opens["cgan_open"] = ("cgan_open", {"checkpoint": open_cgan, "samples": cfg.open_samples,
-                                                "neighbors": cfg.open_neighbors, "feature_gate": cfg.open_feature_gate})  # fmt: skip
+                                                "neighbors": chosen.open_neighbors,
+                                                "feature_gate": chosen.open_feature_gate})  # fmt: skip
 
     flat: dict[str, float] = {}
     tables: dict[str, dict[str, dict[str, float]]] = {}
@@ -227,6 +228,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/tag_eval.json"))
     args = parser.parse_args()
     cfg, runtime = config.load_stage(Params, "tag_eval")
+    chosen = config.load(PhotoChoices, "photo_eval.chosen")  # chosen on photo_eval's val grid, used here
     cgans = dict(pair.split("=", 1) for pair in args.cgan)
     metrics_out = run(
         cfg,
@@ -240,6 +242,7 @@ def main() -> None:
         args.reports,
         open_cgan=args.open_cgan,
         vocabulary_dir=args.vocabulary,
+        chosen=chosen,
     )
     write_json(args.metrics, metrics_out)
 

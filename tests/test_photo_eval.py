@@ -12,7 +12,7 @@ from PIL import Image
 from wordnet_fixtures import SYNSETS, write_wordnet_files
 
 from pipeline.photo_eval import Params, run
-from tagan.config import Runtime
+from tagan.config import ParamsError, Runtime, from_dict
 from tagan.tagging import methods
 from tagan.tagging.bundle import Bundle, fresh_bundle_dir
 from tagan.tagging.features import FeatureConfig
@@ -97,3 +97,12 @@ def test_run_scores_every_bundle_method_on_the_photos(tmp_path: Path, monkeypatc
     table = (tmp_path / "reports" / "photo_eval_table.md").read_text()
     assert "| prior |" in table and "| knn |" in table and "Validation grid" in table
     assert (tmp_path / "reports" / "photo_examples.png").stat().st_size > 0
+
+
+def test_the_chosen_decodings_sit_on_their_val_grid() -> None:
+    """photo_eval.chosen (read by tag_eval) must be a point of the grid photo_eval scores on its val photos."""
+    assert from_dict(Params, {"chosen": {"conse_top": 5}}, "photo_eval").chosen.conse_top == 5
+    with pytest.raises(ParamsError, match=r"photo_eval\.chosen\.conse_top: 7 is not on its val grid"):
+        from_dict(Params, {"chosen": {"conse_top": 7}}, "photo_eval")
+    with pytest.raises(ParamsError, match=r"photo_eval\.chosen\.open_feature_gate"):
+        from_dict(Params, {"chosen": {"open_feature_gate": 0.7}}, "photo_eval")

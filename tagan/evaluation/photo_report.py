@@ -19,17 +19,6 @@ COLUMNS = [
 ]
 
 
-def decoding_grid(
-    conse_tops: list[int], wordnet_values: list[float], open_neighbors: list[int], gates: list[float]
-) -> dict[str, list[dict[str, Any]]]:
-    """The val grid: per method of the bundle, the settings changes tried (photo_eval's params)."""
-    return {
-        "conse": [{"top": top} for top in conse_tops],
-        "wordnet": [{"beta": b, "gamma": g} for b in wordnet_values for g in wordnet_values],
-        "cgan_open": [{"feature_gate": gate, "neighbors": nb} for gate in gates for nb in open_neighbors],
-    }
-
-
 def val_grid(
     bundle_dir: Path, grid: dict[str, list[dict[str, Any]]], x: np.ndarray, accepted: list[set[str]],
     training: set[str], wn: Any,
