@@ -25,6 +25,7 @@ from torch import nn
 
 from tagan.models.tag_cgan import FeatureNorm, init_weights
 from tagan.tagging.index import TagIndex, Tags, count_votes, l2_normalize
+from tagan.tagging.open_vocab import posterior
 
 
 @dataclass
@@ -174,7 +175,7 @@ class OpenDecoder:
     ) -> None:  # fmt: skip
         self.g, self.index = g.eval(), index
         self.train_features = None if train_features is None else l2_normalize(train_features)  # (N, F)
-        self.weight, self.bias = torch.from_numpy(head[0]), torch.from_numpy(head[1])
+        self.head = head  # the backbone's ImageNet head: weight (C, F), bias (C,)
         self.head_rows = head_rows  # (W,) open-index row of each head word
         sims, nn_idx = index.search(index.vectors[head_rows], table_k)  # (W, k): own word first
         self.table, self.table_sims = nn_idx, sims
@@ -213,7 +214,7 @@ class OpenDecoder:
         """(posterior (B, C), features (B, F), gate (B,)) for G."""
         f = np.asarray(features, dtype=np.float32)
         x = torch.from_numpy(f)
-        post = torch.softmax(x @ self.weight.T + self.bias, dim=1)  # (B, C)
+        post = torch.from_numpy(posterior(f, self.head).astype(np.float32))  # (B, C)
         return post, x, torch.from_numpy(self.gate(f, feature_gate))
 
     def tag(

@@ -91,10 +91,9 @@ class Resources:
 
     def posterior(self, features: np.ndarray) -> np.ndarray:
         """The backbone's ImageNet-1k class probabilities (B, 1000) from its pooled features (B, F)."""
-        from tagan.tagging.open_vocab import softmax
+        from tagan.tagging.open_vocab import posterior
 
-        weight, bias = self.head()
-        return softmax(features @ weight.T + bias)
+        return posterior(features, self.head())
 
     def vocabulary(self) -> Any:
         """The open vocabulary (tagan.tagging.vocabulary.Vocabulary), or None when the bundle has none."""
