@@ -19,7 +19,7 @@ from tagan.files import atomic_path
 from tagan.photos import session as tagging
 from tagan.photos.discovery import iter_photos  # noqa: F401  (cli.iter_photos: tests/test_hostile_files.py)
 from tagan.photos.records import FORMATS, Writer, info_table, shown  # noqa: F401  (shown: same)
-from tagan.photos.session import METHODS, TagOptions
+from tagan.photos.session import TagOptions
 from tagan.photos.sidecars import iter_sidecars, untag_one
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -178,10 +178,10 @@ MODEL_OPTIONS = [
     (("--model",), dict(type=Path, default=None, metavar="DIR",  # main() fills in default_model_dir()
      help=f"model bundle written by `dvc repro` (default: {DEFAULT_MODEL_DIR} of the working directory when there "
           "is one, else of this repository)")),
-    (("--method",), dict(choices=METHODS, default="cgan",
-     help="cgan: the default conditional GAN (the open-vocabulary one when built); wordnet, conse, imagenet_names: "
+    (("--method",), dict(default="cgan", metavar="METHOD",
+     help="a method of the bundle (`tagan info` lists them with their test metrics). cgan: the default conditional GAN (the open-vocabulary one when built); wordnet, conse, imagenet_names: "
           "training-free real-world baselines; knn: tag transfer from the nearest training images; classifier: "
-          "the multi-label MLP. `tagan info` shows each one's test metrics")),
+          "the multi-label MLP")),
     (("-q", "--quiet"), dict(action="store_true", help="only warnings and errors on stderr, no progress bar")),
 ]
 TAG_OPTIONS = [

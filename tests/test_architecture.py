@@ -111,3 +111,51 @@ def test_every_dvc_yaml_command_parses_with_its_stage_s_own_flags() -> None:
         given = {a for a in args if a != "params" and args[a] is not None}
         required = {a.dest for a in parser._actions if a.required}
         assert required <= given, f"{name}: dvc.yaml lacks {sorted(required - given)}"
+
+
+# --- tagging methods: one registered class per kind -----------------------------------------------------------
+EVALUATION_STAGES = ("tag_eval", "photo_eval")
+
+
+def test_every_method_kind_tag_eval_plans_is_registered() -> None:
+    """tag_eval plans its methods as (kind, options) pairs: each kind names a registered Method class."""
+    from tagan.tagging.methods import list_methods
+
+    planned = {
+        node.elts[0].value
+        for node in ast.walk(ast.parse((ROOT / "pipeline" / "tag_eval.py").read_text()))
+        if isinstance(node, ast.Tuple) and len(node.elts) == 2 and isinstance(node.elts[1], ast.Dict)
+        and isinstance(node.elts[0], ast.Constant) and isinstance(node.elts[0].value, str)
+    }  # fmt: skip
+    assert planned and planned <= set(list_methods()), sorted(planned - set(list_methods()))
+
+
+@pytest.mark.parametrize("stage", EVALUATION_STAGES)
+def test_evaluation_stages_name_no_method_class(stage: str) -> None:
+    """tag_eval and photo_eval reach methods through the registry (tagan.tagging.methods), never a class."""
+    from tagan.tagging.methods.base import _REGISTRY
+
+    classes = {cls.__name__ for cls in _REGISTRY.values()}
+    path = ROOT / "pipeline" / f"{stage}.py"
+    names = {n.id for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)}
+    assert not names & classes, f"{path.name} names {sorted(names & classes)}: use methods.get_method(kind)"
+    families = {m for m in imports(path) if m.startswith("tagan.tagging.methods.")}
+    assert not families, f"{path.name} imports {sorted(families)}: import tagan.tagging.methods"
+
+
+def source_modules() -> list[Path]:
+    return sorted([*(ROOT / "tagan").rglob("*.py"), *(ROOT / "pipeline").glob("*.py")])
+
+
+@pytest.mark.parametrize("path", source_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_is_short_and_says_what_it_is(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 450, f"{path.name}: over 450 lines; split it by family"
+    assert ast.get_docstring(ast.parse(path.read_text())), f"{path.name} has no module docstring"
+
+
+def test_the_layout_shows_the_families() -> None:
+    """A thin face (cli.py <= 300 lines) and a library of subpackages: at most 10 modules directly in tagan/."""
+    assert len((ROOT / "cli.py").read_text().splitlines()) <= 300, "cli.py: move logic into tagan/photos/"
+    top = sorted(p.name for p in (ROOT / "tagan").glob("*.py"))
+    assert len(top) <= 10, f"{len(top)} modules directly in tagan/ ({top}): give them a subpackage"

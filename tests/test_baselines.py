@@ -1,4 +1,4 @@
-"""Tag baselines on hand-made separable clusters, where every method's answer is known in advance."""
+"""The baseline methods (tagan.tagging.methods.baselines) on hand-made separable clusters, where every answer is known."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from tagan.evaluation.scoring import score, words_of
-from tagan.tagging.baselines import ZeroShot, fit_baselines, frequency_prior, predict_baselines
+from tagan.tagging import methods
+from tagan.tagging.baselines import frequency_prior
+from tagan.tagging.bundle import fresh_bundle_dir
 from tagan.tagging.index import TagData, TagIndex
+
+MLP = dict(hidden=32, epochs=60, lr=1e-2, weight_decay=0.0, dropout=0.0)
 
 TOPICS = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3"], "c": ["c1", "c2", "c3"], "d": ["d1", "d2", "d3"]}
 WORDS = [w for ws in TOPICS.values() for w in ws]
@@ -56,22 +60,23 @@ def topic_index() -> TagIndex:
 
 
 @pytest.fixture(scope="module")
-def fitted():
+def fitted(tmp_path_factory):
     data, index = clusters(), topic_index()
     train, val, test = (data.rows(s) for s in ("train", "val", "test"))
-    baselines = fit_baselines(
-        data, index, train, val, knn_grid=[1, 3], mlp_hidden=32, mlp_epochs=60, mlp_lr=1e-2,
-        mlp_weight_decay=0.0, mlp_dropout=0.0, seed=0,
-    )  # fmt: skip
-    preds = predict_baselines(baselines, data.features[test], index, top_k=10, neighbors=3)
-    return data, index, test, baselines, preds
+    ctx = methods.FitContext(
+        data, train, val, methods.Resources(fresh_bundle_dir(tmp_path_factory.mktemp("b"), index))
+    )
+    plan = {"prior": {}, "knn": {"k_grid": [1, 3]}, "classifier": MLP, "regressor": {**MLP, "neighbors": 3}}
+    fits = {name: methods.get_method(name).fit(ctx, **options) for name, options in plan.items()}
+    preds = {name: m.tag(data.features[test], top_k=10) for name, m in fits.items()}
+    return data, ctx, test, fits, preds
 
 
 def test_prior_counts_train_tags_and_scores_as_hand_computed(fitted) -> None:
-    data, index, test, baselines, preds = fitted
+    data, _, test, fits, preds = fitted
     expected_counts = [TRAIN_IMAGES[w[0]] for w in WORDS]
     assert frequency_prior(data, data.rows("train"), WORDS).tolist() == expected_counts
-    assert baselines.prior.tolist() == expected_counts
+    assert fits["prior"].counts.tolist() == expected_counts
     top5 = words_of(preds["prior"])[0][:5]
     assert top5[:3] == ["a1", "a2", "a3"] and set(top5[3:]) < set(
         TOPICS["b"]
@@ -84,7 +89,7 @@ def test_prior_counts_train_tags_and_scores_as_hand_computed(fitted) -> None:
 
 @pytest.mark.parametrize("method", ["knn", "classifier", "regressor"])
 def test_every_learned_baseline_ranks_the_images_own_topic_first(fitted, method) -> None:
-    data, index, test, _, preds = fitted
+    data, _, test, _, preds = fitted
     for row, tags in zip(test, words_of(preds[method])):
         assert set(tags[:3]) == set(data.tags[row]), (method, data.ids[row], tags)
     m = score(preds[method], data, test, len(WORDS))
@@ -93,17 +98,14 @@ def test_every_learned_baseline_ranks_the_images_own_topic_first(fitted, method)
 
 
 def test_knn_k_is_chosen_on_val_and_capped_by_the_train_size(fitted) -> None:
-    data, index, _, baselines, _ = fitted
-    train, val = data.rows("train"), data.rows("val")
-    assert baselines.knn_k == 1  # both k score P@5 = 0.6 on val: max() keeps the first of the grid
-    few = fit_baselines(
-        data, index, train[:2], val, knn_grid=[40], mlp_hidden=4, mlp_epochs=1, mlp_lr=1e-3,
-        mlp_weight_decay=0.0, mlp_dropout=0.0, seed=0,
-    )  # fmt: skip
-    assert few.knn_k == 2
+    data, ctx, _, fits, _ = fitted
+    assert fits["knn"].k == 1  # both k score P@5 = 0.6 on val: max() keeps the first of the grid
+    assert fits["knn"].describe(data.features[:1]) == {"k": 1}  # reported beside its test metrics
+    few = methods.FitContext(data, ctx.train[:2], ctx.val, ctx.resources)
+    assert methods.get_method("knn").fit(few, k_grid=[40]).k == 2
 
 
-def test_zeroshot_classes_vote_for_their_tags() -> None:
+def test_zeroshot_classes_vote_for_their_tags(tmp_path) -> None:
     """One ImageNet 'class' per topic axis; each class maps to its topic's first two tags."""
     data = clusters()
     weight = np.zeros((4, 8), dtype=np.float32)
@@ -112,7 +114,9 @@ def test_zeroshot_classes_vote_for_their_tags() -> None:
     for t, topic in enumerate(TOPICS):
         class_to_tag[t, WORDS.index(f"{topic}1")] = 1.0
         class_to_tag[t, WORDS.index(f"{topic}2")] = 0.5
-    zs = ZeroShot(weight, np.zeros(4, dtype=np.float32), class_to_tag, top_classes=1)
+    bundle = fresh_bundle_dir(tmp_path / "b", topic_index(), head=(weight, np.zeros(4, dtype=np.float32)))
+    cls = methods.get_method("zeroshot")
+    zs = cls(cls.Settings(top=1), methods.Resources(bundle), class_to_tag)
     test = data.rows("test")
     scores = zs.scores(data.features[test])  # top class only: softmax over one class = 1
     for row, s in zip(test, scores):

@@ -14,19 +14,21 @@ from pipeline.image_features import Params as FeatureParams
 from pipeline.image_features import run as extract
 from tagan.config import Runtime
 from tagan.errors import UserError
-from tagan.files import write_json
-from tagan.tagging.bundle import Bundle, Decoding
+from tagan.tagging import methods
+from tagan.tagging.bundle import Bundle, fresh_bundle_dir
 from tagan.tagging.features import feature_config, load_features
 from tagan.tagging.index import TagIndex
 
 
 def tiny_bundle(root: Path, features_path: Path) -> Path:
     """A bundle serving the prior over 3 words, carrying the FeatureConfig of `features_path`."""
-    out = root / "bundle"
-    TagIndex(["red", "green", "blue"], np.eye(3)).save(out / "index")
-    write_json(out / "prior.json", {"red": 3, "green": 2, "blue": 1})
+    out = fresh_bundle_dir(root / "bundle", TagIndex(["red", "green", "blue"], np.eye(3)))
+    prior = methods.get_method("prior")
+    entry = methods.save_method(
+        out, "prior", prior(prior.Settings(), methods.Resources(out), np.array([3, 2, 1]))
+    )
     cfg = feature_config(features_path, "efficientnet_lite0")
-    Bundle("test", cfg, 1280, 3, 3, {"prior": Decoding("prior", "prior.json")}).save(out)
+    Bundle("test", cfg, 1280, 3, 3, {"prior": entry}).save(out)
     return out
 
 
@@ -70,11 +72,16 @@ def test_cli_extracts_features_exactly_as_the_pipeline_did(tmp_path: Path) -> No
 def test_bundle_info_is_validated(tmp_path: Path) -> None:
     bundle = tiny_bundle(tmp_path, tmp_path / "none" / "features.npz")
     info = json.loads((bundle / "info.json").read_text())
-    info["methods"]["prior"]["samples"] = 0
+    info["methods"]["prior"]["samples"] = 0  # a field a method entry does not have
     (bundle / "info.json").write_text(json.dumps(info))
     with pytest.raises(UserError, match="malformed"):
         Bundle.load(bundle)
-    info["version"] = 1
+    del info["methods"]["prior"]["samples"]
+    info["methods"]["prior"]["settings"] = {"samples": 0}  # a setting the prior does not have
+    (bundle / "info.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match="malformed"):
+        methods.load_method(bundle, "prior")
+    info["version"] = 2
     (bundle / "info.json").write_text(json.dumps(info))
     with pytest.raises(UserError, match="rebuild"):
         Bundle.load(bundle)

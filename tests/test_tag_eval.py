@@ -149,7 +149,7 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
     bundle = Bundle.load(tmp_path / "bundle")
     assert set(bundle.methods) == {"prior", "knn", "classifier", "regressor", "cgan_paper", "cgan_paper_tuned",
                                    "cgan_strong", "cgan_strong_tuned"}  # fmt: skip
-    assert bundle.methods["cgan_strong_tuned"].samples == cfg.tuned_samples
+    assert bundle.methods["cgan_strong_tuned"].settings["samples"] == cfg.tuned_samples
     for (
         method
     ) in bundle.methods:  # every row is what the CLI's Tagger gives with its defaults (no samples=...)

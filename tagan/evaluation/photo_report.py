@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tagan.evaluation.photo_set import Photo, summary, tag_metrics
+from tagan.tagging import methods
 from tagan.tagging.bundle import Bundle
-from tagan.tagging.tagger import Tagger
 
 COLUMNS = [
     ("hit_at_1", "hit@1"),
@@ -21,32 +20,20 @@ COLUMNS = [
 
 
 def val_grid(
-    bundle_dir: Path, conse_tops: list[int], wordnet_values: list[float], open_neighbors: list[int], gates: list[float],
-    x: np.ndarray, accepted: list[set[str]], training: set[str], wn: Any,
+    bundle_dir: Path, grid: dict[str, list[dict[str, Any]]], x: np.ndarray, accepted: list[set[str]],
+    training: set[str], wn: Any,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Val-split metrics of the decoding alternatives behind tag_eval's conse / wordnet / cgan_open settings."""
+    """Val-split metrics of each method of the bundle under each settings change of `grid` (row: "name k=v ...")."""
+    bundle, resources = Bundle.load(bundle_dir), methods.Resources(bundle_dir)
     out: dict[str, dict[str, float]] = {}
-
-    def score(name: str, **change: Any) -> dict[str, float]:
-        tagger = Tagger.load(bundle_dir, name)
-        tagger.spec = replace(tagger.spec, **change)
-        tagger._prepare()
-        return tag_metrics([[w for w, _ in t] for t in tagger.tag(x, top_k=10)], accepted, training, wn)
-
-    methods = Bundle.load(bundle_dir).methods
-    if "conse" in methods:
-        for top in conse_tops:
-            out[f"conse top={top}"] = score("conse", top=top)
-    if "wordnet" in methods:
-        for beta in wordnet_values:
-            for gamma in wordnet_values:
-                out[f"wordnet beta={beta} gamma={gamma}"] = score("wordnet", beta=beta, gamma=gamma)
-    if "cgan_open" in methods:
-        for gate in gates:
-            for nb in open_neighbors:
-                out[f"cgan_open feature_gate={gate} neighbors={nb}"] = score(
-                    "cgan_open", feature_gate=gate, neighbors=nb
-                )
+    for name, changes in grid.items():
+        if name not in bundle.methods:
+            continue
+        method = methods.load_method(bundle_dir, name, bundle, resources)
+        for change in changes:
+            tags = method.variant(**change).tag(x, top_k=10)
+            row = " ".join([name, *(f"{k}={v}" for k, v in change.items())])
+            out[row] = tag_metrics([[w for w, _ in t] for t in tags], accepted, training, wn)
     return out
 
 
@@ -69,7 +56,7 @@ def report(
         "# Real-photo evaluation\n",
         f"{len(photos)} labelled photos ({', '.join(f'{k} {v}' for k, v in counts.items())}); val {n_val} / "
         f"test {len(photos) - n_val} (grouped by label, stratified by source). A tag is correct when the "
-        "accepted-word rule (tagan/photos.py) accepts it: the label words, synonyms and hypernyms up to 8 steps "
+        "accepted-word rule (tagan/evaluation/photo_set.py) accepts it: the label words, synonyms and hypernyms up to 8 steps "
         "minus generic upper-ontology words (strict: 2 steps). `not a training tag`: share of the correct top-10 "
         f"words that are not Open Clip Art training tags. Default method (`cgan`): {aliases.get('cgan', head)}.\n",
         "## Test split (headline)\n", table_md(tables["test"]),

@@ -18,7 +18,7 @@ Sources (nothing is downloaded; nothing is copied into git):
 * ``skimage.data`` photos that load offline, and ``sklearn.datasets.load_sample_images``.
 
 Labels. Every photo has human label words (from the file name or the board title) and one or
-more hand-checked WordNet 3.0 noun synsets (table :data:`LABELS`), plus an optional category word
+more hand-checked WordNet 3.0 noun synsets (the data file ``photo_labels.csv``, :data:`LABELS`), plus an optional category word
 (categorization folder, or "animal"/"monument" for the explore/erase activities).
 
 Accepted-word rule (:func:`accepted_words`): a predicted tag is correct for a photo when, after
@@ -41,6 +41,7 @@ label, so the seven hammers or the many fishes of one label never sit on both si
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -55,194 +56,20 @@ from tagan.tagging.wordnet import GENERIC_SYNSETS
 
 GCOMPRIS_RCC_DIR = Path("/usr/share/gcompris-qt/rcc")
 
-#: Hand-checked labels: key -> (label words, WordNet synsets). Keys are file stems without trailing
-#: digits (categorization, erase, explore_*), or ``skimage:NAME`` / ``sklearn:NAME``.
-LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    # categorization/tools
-    "scissors": ("scissors", ("scissors.n.01",)),
-    "tweezer": ("tweezers", ("pincer.n.01",)),
-    "sickle": ("sickle", ("sickle.n.01",)),
-    "multimeter": ("multimeter", ("voltmeter.n.01",)),
-    "screwDriver": ("screwdriver", ("screwdriver.n.01",)),
-    "cuttingTool": ("cutting tool", ("cutter.n.06",)),
-    "wrench": ("wrench", ("wrench.n.03",)),
-    "plier": ("pliers", ("pliers.n.01",)),
-    "sideCutter": ("side cutter", ("wire_cutter.n.01", "pliers.n.01")),
-    "hammer": ("hammer", ("hammer.n.02",)),
-    "spray": ("spray can", ("aerosol.n.02",)),
-    "nailCutter": ("nail clipper", ("clipper.n.04",)),
-    "measuringTape": ("measuring tape", ("tape.n.04",)),
-    # categorization/renewable
-    "windmill": ("windmill", ("windmill.n.01", "windmill.n.02", "wind_turbine.n.01")),
-    "dam": ("dam", ("dam.n.01",)),
-    "solar": ("solar panel", ("solar_array.n.01", "solar_cell.n.01")),
-    "geothermal": ("geothermal power plant", ("power_station.n.01",)),
-    # categorization/monuments (and explore_monuments)
-    "operaHouse": ("opera house", ("opera.n.03",)),
-    "zimniPalace": ("winter palace", ("palace.n.01",)),
-    "tajMahal": ("taj mahal", ("taj_mahal.n.01",)),
-    "arcDeTriomphe": ("arc de triomphe", ("triumphal_arch.n.01",)),
-    "IndiaGate": ("india gate", ("triumphal_arch.n.01", "memorial.n.03")),
-    "greatWall": ("great wall", ("chinese_wall.n.01",)),
-    "greatWallofChina": ("great wall of china", ("chinese_wall.n.01",)),
-    "leaningTowerOfPisa": ("leaning tower of pisa", ("leaning_tower.n.01",)),
-    "leMusee": ("louvre", ("louvre.n.01", "pyramid.n.01")),
-    "eiffelTower": ("eiffel tower", ("eiffel_tower.n.01",)),
-    "cathedral": ("cathedral", ("cathedral.n.01",)),
-    "mountRushmore": ("mount rushmore", ("rushmore.n.01", "sculpture.n.01")),
-    "parthenon": ("parthenon", ("parthenon.n.01",)),
-    "colosseum": ("colosseum", ("colosseum.n.01",)),
-    "statueOfLiberty": ("statue of liberty", ("statue_of_liberty.n.01",)),
-    "statueofLiberty": ("statue of liberty", ("statue_of_liberty.n.01",)),
-    "burj": ("burj khalifa", ("skyscraper.n.01",)),
-    "victoriaMemorial": ("victoria memorial", ("memorial.n.03", "palace.n.01")),
-    "usCapitol": ("us capitol", ("capitol.n.02",)),
-    "bayterek": ("bayterek tower", ("tower.n.01",)),
-    "empireState": ("empire state building", ("empire_state_building.n.01",)),
-    "monument": ("monument", ("memorial.n.03",)),  # monument1..3 are overridden below
-    "monument1": ("dome of the rock", ("shrine.n.01", "mosque.n.01")),
-    "monument2": ("tetrapylon", ("ruin.n.02",)),
-    "monument3": ("church", ("church.n.02",)),
-    "brandenburgGate": ("brandenburg gate", ("gate.n.01", "triumphal_arch.n.01")),
-    "greatPyramid": ("great pyramid", ("pyramid.n.03",)),
-    "kutubMinar": ("qutub minar", ("minaret.n.01", "tower.n.01")),
-    "qutubMinar": ("qutub minar", ("minaret.n.01", "tower.n.01")),
-    "jucheTower": ("juche tower", ("tower.n.01",)),
-    "christTheRedeemer": ("christ the redeemer", ("statue.n.01",)),
-    # categorization/fishes
-    "fish": ("fish", ("fish.n.01",)),
-    # categorization/others
-    "chair": ("chair", ("chair.n.01",)),
-    "bulb": ("light bulb", ("light_bulb.n.01",)),
-    "baseball": ("baseball", ("baseball.n.02",)),
-    "volleyball": ("volleyball", ("volleyball.n.02",)),
-    "erasers": ("eraser", ("eraser.n.01",)),
-    "blackslate": ("blackboard", ("blackboard.n.01",)),
-    "spoons": ("spoon", ("spoon.n.01",)),
-    "igloo": ("igloo", ("igloo.n.01",)),
-    "pillow": ("pillow", ("pillow.n.01",)),
-    "pan": ("frying pan", ("frying_pan.n.01",)),
-    "plate": ("plate", ("plate.n.04",)),
-    "buffetset": ("cup and saucer", ("cup.n.01", "saucer.n.02")),
-    "weighingMachine": ("weighing scale", ("scale.n.07",)),
-    "cup": ("cup", ("cup.n.01",)),
-    "knife": ("knife", ("knife.n.01",)),
-    "bucket": ("bucket", ("bucket.n.01",)),
-    "pencil": ("pencil", ("pencil.n.01",)),
-    # erase
-    "gorilla": ("gorilla", ("gorilla.n.01",)),
-    "northern_harrier": ("northern harrier", ("marsh_hawk.n.01",)),
-    "pika": ("pika", ("pika.n.01",)),
-    "caterpillar": ("caterpillar", ("caterpillar.n.01",)),
-    "giraffe": ("giraffe", ("giraffe.n.01",)),
-    "calf": ("calf", ("calf.n.01",)),
-    "penguin": ("penguin", ("penguin.n.01",)),
-    "nubian_ibex": ("nubian ibex", ("ibex.n.01",)),
-    "camels": ("camel", ("bactrian_camel.n.01",)),
-    "macaque": ("macaque", ("macaque.n.01",)),
-    "swans": ("swan", ("swan.n.01",)),
-    "dolphin": ("dolphin", ("dolphin.n.02",)),
-    "long_nosed_monkey": ("long-nosed monkey", ("proboscis_monkey.n.01",)),
-    "kingfisher": ("kingfisher", ("kingfisher.n.01",)),
-    "heron": ("heron", ("heron.n.02",)),
-    "chamaeleon": ("chameleon", ("chameleon.n.03",)),
-    "flying_fox": ("flying fox", ("flying_fox.n.01",)),
-    "gibbon": ("gibbon", ("gibbon.n.02",)),
-    "rhinoceros": ("rhinoceros", ("rhinoceros.n.01",)),
-    "crab": ("crab", ("crab.n.01",)),
-    "goat": ("goat", ("goat.n.01",)),
-    "toucan": ("toucan", ("toucan.n.01",)),
-    "gosling": ("gosling", ("gosling.n.01",)),
-    "horse": ("horse", ("horse.n.01",)),
-    "alpaca": ("alpaca", ("alpaca.n.03",)),
-    "cheetah": ("cheetah", ("cheetah.n.01",)),
-    "butterfly": ("butterfly", ("butterfly.n.01",)),
-    "bee": ("bee", ("bee.n.01",)),
-    "meerkats": ("meerkat", ("meerkat.n.01",)),
-    "kitten": ("kitten", ("kitten.n.01",)),
-    "red_panda": ("red panda", ("lesser_panda.n.01",)),
-    "squirrel": ("squirrel", ("squirrel.n.01",)),
-    "spoonbills": ("spoonbill", ("spoonbill.n.01",)),
-    # explore_world_animals
-    "crocodile": ("crocodile", ("crocodile.n.01",)),
-    "koala": ("koala", ("koala.n.01",)),
-    "bison": ("bison", ("american_bison.n.01",)),
-    "dragon": ("komodo dragon", ("komodo_dragon.n.01",)),
-    "jaguar": ("jaguar", ("jaguar.n.01",)),
-    "hedgehog": ("hedgehog", ("hedgehog.n.02",)),
-    "kangaroo": ("kangaroo", ("kangaroo.n.01",)),
-    "narwhal": ("narwhal", ("narwhal.n.01",)),
-    "moose": ("moose", ("elk.n.01",)),
-    "panda": ("panda", ("giant_panda.n.01",)),
-    "chameleon": ("chameleon", ("chameleon.n.03",)),
-    "lemur": ("lemur", ("lemur.n.01",)),
-    "polar_bear": ("polar bear", ("ice_bear.n.01",)),
-    "scarlet_macaw": ("scarlet macaw", ("macaw.n.01",)),
-    # explore_farm_animals
-    "dog": ("dog", ("german_shepherd.n.01",)),
-    "cow": ("cow", ("cow.n.01",)),
-    "cat": ("cat", ("kitten.n.01",)),
-    "chicken": ("chicken", ("chicken.n.02",)),
-    "duck": ("duck", ("duck.n.01",)),
-    "sheep": ("sheep", ("sheep.n.01",)),
-    "owl": ("owl", ("owl.n.01",)),
-    "pig": ("pig", ("hog.n.03",)),
-    # explore_monuments (titles come from the boards; synsets here)
-    "canyondeChelly": ("canyon de chelly", ("canyon.n.01",)),
-    "georgeWashingtonBirthplace": ("george washington birthplace", ("house.n.01",)),
-    "lincolnMemorial": ("lincoln memorial", ("lincoln_memorial.n.01",)),
-    "navajo": ("navajo national monument", ("cliff_dwelling.n.01",)),
-    "cabrillo": ("cabrillo national monument", ("statue.n.01",)),
-    "castillodeSanMarcos": ("castillo de san marcos", ("fortress.n.01",)),
-    "fortSumter": ("fort sumter", ("fortress.n.01",)),
-    "castleClinton": ("castle clinton", ("fortress.n.01",)),
-    "meidumPyramid": ("meidum pyramid", ("pyramid.n.03",)),
-    "greatPyramidOfGiza": ("great pyramid of giza", ("pyramid.n.03",)),
-    "bentPyramid": ("bent pyramid", ("pyramid.n.03",)),
-    "redPyramid": ("red pyramid", ("pyramid.n.03",)),
-    "greatStupa": ("great stupa", ("stupa.n.01",)),
-    "gatewayofIndia": ("gateway of india", ("triumphal_arch.n.01", "gateway.n.01")),
-    "konarkSunTemple": ("konark sun temple", ("temple.n.01",)),
-    "charminar": ("charminar", ("mosque.n.01", "minaret.n.01")),
-    "hawaMahal": ("hawa mahal", ("palace.n.01",)),
-    "rangGhar": ("rang ghar", ("pavilion.n.01", "building.n.01")),
-    "mysorePalace": ("mysore palace", ("palace.n.01",)),
-    "goldenTemple": ("golden temple", ("temple.n.01",)),
-    "ajantaCave": ("ajanta caves", ("cave.n.01",)),
-    "chateaudeChambord": ("chateau de chambord", ("chateau.n.01", "castle.n.02")),
-    "pontduGard": ("pont du gard", ("aqueduct.n.01",)),
-    "palaisdesPapes": ("palais des papes", ("palace.n.01",)),
-    "reimsCathedral": ("reims cathedral", ("cathedral.n.01",)),
-    "citedeCarcassonne": ("cite de carcassonne", ("fortress.n.01", "castle.n.02")),
-    "arlesAmphitheater": ("arles amphitheatre", ("amphitheater.n.02",)),
-    "chateaudeChenonceau": ("chateau de chenonceau", ("chateau.n.01", "castle.n.02")),
-    "montStMichel": ("mont saint-michel", ("abbey.n.03", "island.n.01")),
-    "rocamadour": ("rocamadour", ("village.n.02", "cliff.n.01")),
-    "berlinCathedral": ("berlin cathedral", ("cathedral.n.01",)),
-    "schwerinPalace": ("schwerin palace", ("palace.n.01", "castle.n.02")),
-    "trierImperialBaths": ("trier imperial baths", ("ruin.n.02",)),
-    "aulaPalatina": ("aula palatina", ("basilica.n.02",)),
-    "neuschwansteinCastle": ("neuschwanstein castle", ("castle.n.02",)),
-    "wormsCathedral": ("worms cathedral", ("cathedral.n.01",)),
-    "machuPicchu": ("machu picchu", ("machu_picchu.n.01", "ruin.n.02")),
-    "chichenItza": ("chichen itza", ("pyramid.n.03", "temple.n.01")),
-    "petra": ("petra", ("grave.n.02", "temple.n.01")),
-    # scikit-image / scikit-learn samples
-    "skimage:astronaut": ("astronaut", ("astronaut.n.01",)),
-    "skimage:chelsea": ("cat", ("tabby.n.01",)),
-    "skimage:coffee": ("coffee", ("espresso.n.01", "coffee_cup.n.01")),
-    "skimage:rocket": ("rocket", ("rocket.n.01",)),
-    "skimage:camera": ("photographer", ("photographer.n.01", "camera.n.01")),
-    "skimage:coins": ("coins", ("coin.n.01",)),
-    "skimage:moon": ("moon", ("moon.n.01",)),
-    "skimage:hubble_deep_field": ("galaxies", ("galaxy.n.03",)),
-    "skimage:clock": ("clock", ("clock.n.01",)),
-    "skimage:brick": ("brick wall", ("brick.n.01", "wall.n.01")),
-    "skimage:grass": ("grass", ("grass.n.01",)),
-    "skimage:gravel": ("gravel", ("gravel.n.01",)),
-    "sklearn:china": ("temple", ("temple.n.01", "pagoda.n.01")),
-    "sklearn:flower": ("flower", ("flower.n.01",)),
-}
+LABELS_FILE = Path(__file__).with_name("photo_labels.csv")
+
+
+def read_labels(path: Path = LABELS_FILE) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The hand-checked label table (photo_labels.csv): key -> (label words, WordNet synsets).
+
+    Keys are file stems without trailing digits (categorization, erase, explore_*), or ``skimage:NAME`` /
+    ``sklearn:NAME``; synsets are space-separated; the `source` and `note` columns are for the reader.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["key"]: (row["label"], tuple(row["synsets"].split())) for row in csv.DictReader(f)}
+
+
+LABELS = read_labels()
 
 #: Folder of the categorization activity -> category word (None: distractor folder, no category).
 CATEGORIZATION_FOLDERS: dict[str, str | None] = {
@@ -253,20 +80,8 @@ CATEGORIZATION_FOLDERS: dict[str, str | None] = {
     "others": None,
 }
 
-SKIMAGE_PHOTOS = (
-    "astronaut",
-    "chelsea",
-    "coffee",
-    "rocket",
-    "camera",
-    "coins",
-    "moon",
-    "hubble_deep_field",
-    "clock",
-    "brick",
-    "grass",
-    "gravel",
-)
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "hubble_deep_field", "clock",
+                  "brick", "grass", "gravel")  # fmt: skip
 SKLEARN_PHOTOS = ("china", "flower")
 
 
@@ -293,9 +108,7 @@ class Photo:
         return d
 
 
-# --------------------------------------------------------------------------------------------
-# parsing helpers
-# --------------------------------------------------------------------------------------------
+# --- parsing helpers ----------------------------------------------------------------------
 def parse_credits(text: str) -> dict[str, str]:
     """Parse a GCompris README (blocks of ``Key: value`` lines) into ``{file name: licence}``.
 
@@ -340,9 +153,7 @@ def stem_key(file_name: str) -> str:
     return stem if stem in LABELS else re.sub(r"\d+$", "", stem)
 
 
-# --------------------------------------------------------------------------------------------
-# collection
-# --------------------------------------------------------------------------------------------
+# --- collection ---------------------------------------------------------------------------
 def _rcc_photos(rcc_dir: Path) -> Iterator[tuple[Photo, bytes]]:
     act = "gcompris/src/activities/"
     # categorization
@@ -492,9 +303,7 @@ def collect_photos(rcc_dir: Path = GCOMPRIS_RCC_DIR, samples: bool = True) -> li
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# accepted words
-# --------------------------------------------------------------------------------------------
+# --- accepted words -----------------------------------------------------------------------
 def normalize(word: str, wn: Any | None = None) -> str:
     """Lower case, ``_``/``-`` -> space, collapse spaces; nouns reduced to their WordNet base form."""
     w = re.sub(r"[\s_\-]+", " ", word.strip().lower())
@@ -540,9 +349,7 @@ def is_accepted(word: str, accepted: set[str], wn: Any | None = None) -> bool:
     return normalize(word) in accepted or (wn is not None and normalize(word, wn) in accepted)
 
 
-# --------------------------------------------------------------------------------------------
-# build, split, load
-# --------------------------------------------------------------------------------------------
+# --- build and split ------------------------------------------------------------------------
 def group_key(photo: Photo) -> str:
     """The unit of the split: photos with the same label (hammer1..hammer7) share it."""
     return f"{photo.source}:{normalize(photo.label)}"
@@ -603,16 +410,6 @@ def build_photo_set(
     assign_splits(photos, val_fraction, seed)
     write_text(out_dir / "photos.jsonl", "".join(json.dumps(p.to_json()) + "\n" for p in photos))
     return photos
-
-
-def load_photo_set(manifest: Path) -> list[Photo]:
-    """Read `photos.jsonl` written by :func:`build_photo_set`."""
-    out = []
-    for line in Path(manifest).read_text().splitlines():
-        d = json.loads(line)
-        d["synsets"] = tuple(d["synsets"])
-        out.append(Photo(**d))
-    return out
 
 
 def summary(photos: Iterable[Photo]) -> dict[str, int]:

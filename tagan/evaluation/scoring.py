@@ -1,20 +1,13 @@
-"""Scoring tag predictions on a split (and margins with group-bootstrap intervals), and the tag CGAN's two decodings."""
+"""Scoring tag predictions on a split, and each method's P@5 margin over the prior with a group-bootstrap interval."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-import torch
 
 from tagan import metrics
-from tagan.errors import UserError
-from tagan.models.tag_cgan import load_generator, sample
-from tagan.tagging.index import TagData, TagIndex, Tags, decode_votes
-
-log = logging.getLogger(__name__)
+from tagan.tagging.index import TagData, Tags
 
 
 def words_of(tags: Tags) -> list[list[str]]:
@@ -78,71 +71,3 @@ def add_prior_margins(
         mine = precision_at_k_per_image(words_of(tags), truth, 5)
         margin, lo, hi = paired_group_bootstrap(mine, prior, groups, seed=seed)
         table[name].update(p_at_5_vs_prior=margin, p_at_5_vs_prior_lo=lo, p_at_5_vs_prior_hi=hi)
-
-
-def tune_decoding(
-    generated_val: torch.Tensor,
-    index: TagIndex,
-    data: TagData,
-    val: np.ndarray,
-    *,
-    neighbors_grid: list[int],
-    top_k: int,
-) -> dict[str, Any]:
-    """Neighbours per sample and vote weighting with the best val P@5 (generated_val: (B, S, D))."""
-    best: dict[str, Any] = {}
-    for weighted in (False, True):
-        for nb in neighbors_grid:
-            p5 = score(
-                decode_votes(generated_val, index, neighbors=nb, top_k=top_k, weighted=weighted),
-                data,
-                val,
-                len(index),
-            )["p_at_5"]
-            log.info("val decoding neighbors=%d weighted=%s: P@5 %.4f", nb, weighted, p5)
-            if p5 > best.get("val_p_at_5", -1.0):
-                best = {"neighbors": nb, "weighted": weighted, "val_p_at_5": p5}
-    return best
-
-
-def evaluate_cgan(
-    ckpt: dict[str, Any],
-    index: TagIndex,
-    data: TagData,
-    val: np.ndarray,
-    test: np.ndarray,
-    *,
-    samples: int,
-    neighbors: int,
-    top_k: int,
-    tuned_samples: int,
-    tuned_neighbors: list[int],
-    seed: int,
-) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, Tags]]:
-    """Paper decoding and val-tuned decoding (tuned_samples, neighbours, weighting) on test, plus sample diversity.
-
-    Returns (metrics, tuned decoding, tags), the first and last keyed by method suffix: "" (paper) and "_tuned".
-    """
-    if ckpt["config"].get("vocab") not in (None, index.words):
-        raise UserError("a CGAN checkpoint was trained on another vocabulary; re-run `dvc repro tag_cgan`")
-    g = load_generator(ckpt)
-    x_val, x_test = torch.from_numpy(data.features[val]), torch.from_numpy(data.features[test])
-    gen_test = sample(g, x_test, samples, seed)  # (B, S, D)
-    paper_tags = decode_votes(gen_test, index, neighbors=neighbors, top_k=top_k)
-    _, nearest = index.search(gen_test.reshape(-1, index.dim).numpy(), 1)
-    div = metrics.sample_diversity(gen_test.numpy(), nearest.reshape(len(test), samples))
-    tuned = tune_decoding(
-        sample(g, x_val, tuned_samples, seed), index, data, val, neighbors_grid=tuned_neighbors, top_k=top_k
-    )
-    gen_test = sample(g, x_test, tuned_samples, seed)
-    tuned_tags = decode_votes(
-        gen_test, index, neighbors=tuned["neighbors"], top_k=top_k, weighted=tuned["weighted"]
-    )
-    paper = {**score(paper_tags, data, test, len(index)), **div}
-    tuned_m = {
-        **score(tuned_tags, data, test, len(index)),
-        "neighbors": tuned["neighbors"],
-        "weighted": int(tuned["weighted"]),
-        "samples": tuned_samples,
-    }
-    return {"": paper, "_tuned": tuned_m}, tuned, {"": paper_tags, "_tuned": tuned_tags}

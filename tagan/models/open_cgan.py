@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan.models.tag_cgan import FeatureNorm, init_weights
-from tagan.tagging.index import TagIndex, Tags, l2_normalize
+from tagan.tagging.index import TagIndex, Tags, count_votes, l2_normalize
+from tagan.tagging.open_vocab import posterior
 
 
 @dataclass
@@ -165,7 +166,7 @@ class OpenDecoder:
 
     A hard sample IS a head word's vector, a row of the open index, so its FAISS nearest neighbours are a
     fixed list per head word (its own word first: cosine 1): they are looked up once at load, and decoding
-    needs no search per photo (the same votes as `tagging.decode_votes` on the sampled vectors).
+    needs no search per photo: `count_votes` counts them as `decode_votes` would on the sampled vectors.
     """
 
     def __init__(
@@ -174,7 +175,7 @@ class OpenDecoder:
     ) -> None:  # fmt: skip
         self.g, self.index = g.eval(), index
         self.train_features = None if train_features is None else l2_normalize(train_features)  # (N, F)
-        self.weight, self.bias = torch.from_numpy(head[0]), torch.from_numpy(head[1])
+        self.head = head  # the backbone's ImageNet head: weight (C, F), bias (C,)
         self.head_rows = head_rows  # (W,) open-index row of each head word
         sims, nn_idx = index.search(index.vectors[head_rows], table_k)  # (W, k): own word first
         self.table, self.table_sims = nn_idx, sims
@@ -213,7 +214,7 @@ class OpenDecoder:
         """(posterior (B, C), features (B, F), gate (B,)) for G."""
         f = np.asarray(features, dtype=np.float32)
         x = torch.from_numpy(f)
-        post = torch.softmax(x @ self.weight.T + self.bias, dim=1)  # (B, C)
+        post = torch.from_numpy(posterior(f, self.head).astype(np.float32))  # (B, C)
         return post, x, torch.from_numpy(self.gate(f, feature_gate))
 
     def tag(
@@ -224,22 +225,7 @@ class OpenDecoder:
         post, x, gate = self.inputs(features, feature_gate)
         ids = sample_words(self.g, post, x, gate, samples, seed).numpy()  # (B, S)
         k = min(neighbors, self.table.shape[1])
-        v = len(self.index)
-        cand = None if allowed is None else np.array([w in allowed for w in self.index.words])
-        out: Tags = []
-        for row in ids:
-            idx, sims = self.table[row, :k].reshape(-1), self.table_sims[row, :k].reshape(-1)  # (S*k,)
-            counts = np.bincount(idx, minlength=v).astype(np.float64)
-            simsum = np.bincount(idx, weights=sims, minlength=v)
-            key = counts + 1e-6 * simsum / max(len(idx), 1)  # ties break on summed cosine (as decode_votes)
-            if cand is not None:
-                key = np.where(cand, key, -1.0)
-            order = np.argsort(-key, kind="stable")[:top_k]
-            out.append(
-                [
-                    (self.index.words[j], float(counts[j] / len(idx)))
-                    for j in order
-                    if counts[j] > 0 and key[j] >= 0
-                ]
-            )
-        return out
+        b = ids.shape[0]
+        idx, sims = self.table[ids, :k].reshape(b, -1), self.table_sims[ids, :k].reshape(b, -1)  # (B, S*k)
+        mask = None if allowed is None else np.array([w in allowed for w in self.index.words])
+        return count_votes(idx, sims, self.index.words, top_k=top_k, mask=mask)

@@ -29,11 +29,6 @@ from tagan.readers.xmp import XmpError, sidecar_path
 
 log = logging.getLogger(__name__)
 BUILD_HINT = "build it with `make repro` (see the README), or pass --model DIR of another experiment"
-# the bundle's methods; replaced by the registry's list in the merge
-METHODS = (
-    "cgan", "cgan_open", "wordnet", "conse", "imagenet_names", "knn", "classifier", "cgan_strong_tuned",
-    "cgan_strong", "cgan_paper_tuned", "cgan_paper", "regressor", "prior", "zeroshot",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -183,8 +178,7 @@ def photo_features(
     """(path, feature (F,) or None, skip reason) per photo, extracted exactly as the pipeline did (bundle config)."""
     from tagan.tagging.features import extract_features  # torch: not for --help
 
-    return extract_features(paths, session.backbone, batch_size=batch_size, workers=workers,
-                            device=session.backbone.device, **session.decode)  # fmt: skip
+    return extract_features(paths, session.backbone, batch_size=batch_size, workers=workers, **session.decode)
 
 
 def tag_stream(paths: Iterable[Path], session: Session, opts: TagOptions) -> Iterator[Record]:

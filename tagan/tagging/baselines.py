@@ -1,9 +1,12 @@
-"""The tag CGAN's baselines: train-frequency prior, kNN tag transfer, MLP classifier and regressor, ImageNet zero-shot."""
+"""Fitting the tag CGAN's baselines: train tag counts, kNN's k on val, the MLPs, the ImageNet head and class -> tag map.
+
+The baselines themselves (prior, knn, classifier, regressor, zeroshot) are methods: tagan.tagging.methods.baselines.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -11,17 +14,7 @@ import torch
 
 from tagan.evaluation.scoring import score
 from tagan.models.tag_baselines import MLPConfig, TagMLP, fit
-from tagan.tagging.index import (
-    TagData,
-    TagIndex,
-    Tags,
-    decode_votes,
-    knn_scores,
-    l2_normalize,
-    tag_matrix,
-    top_from_scores,
-    zeroshot_scores,
-)
+from tagan.tagging.index import TagData, TagIndex, knn_scores, l2_normalize, tag_matrix, top_from_scores
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +81,6 @@ def fit_mlp(
 # --- ImageNet zero-shot --------------------------------------------------------------------------
 
 
-@dataclass
-class ZeroShot:
-    """The backbone's ImageNet head and a class -> tag map: features score classes, classes vote for tags."""
-
-    weight: np.ndarray  # (1000, F)
-    bias: np.ndarray  # (1000,)
-    class_to_tag: np.ndarray  # (1000, V)
-    top_classes: int  # classes of an image that vote
-
-    def scores(self, features: np.ndarray) -> np.ndarray:
-        """Tag scores (B, V) of features (B, F)."""
-        logits = features @ self.weight.T + self.bias  # (B, 1000)
-        return zeroshot_scores(logits, self.class_to_tag, self.top_classes)
-
-
 def imagenet_head(backbone: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The backbone's ImageNet classifier (weight (1000, F), bias (1000,)) read from its offline weights file."""
     if backbone.replace("_", "-") != "efficientnet-lite0":
@@ -123,6 +101,18 @@ def imagenet_class_names() -> list[str]:
     from torchvision.models import ResNet18_Weights
 
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+@functools.lru_cache(maxsize=2)  # tag_eval maps one vocabulary for both of its splits
+def _class_to_tag(
+    class_names: tuple[str, ...], words: tuple[str, ...], fallback: str, per_class: int
+) -> np.ndarray:
+    return class_to_tag_matrix(list(class_names), list(words), fallback, per_class)
+
+
+def imagenet_class_to_tag(words: list[str], fallback: str, per_class: int) -> np.ndarray:
+    """(1000, V) class_to_tag_matrix of the ImageNet class names (computed once per vocabulary)."""
+    return _class_to_tag(tuple(imagenet_class_names()), tuple(words), fallback, per_class).copy()
 
 
 def class_to_tag_matrix(
@@ -153,83 +143,3 @@ def class_to_tag_matrix(
     out = np.zeros_like(sim)
     np.put_along_axis(out, keep, np.take_along_axis(sim, keep, axis=1), axis=1)
     return out.astype(np.float32)
-
-
-def load_zeroshot(
-    backbone: str, words: list[str], *, fallback: str, tags_per_class: int, top_classes: int
-) -> ZeroShot | None:
-    """The zero-shot baseline of `backbone` over the vocabulary `words` (None when its head is not wired)."""
-    head = imagenet_head(backbone)
-    if head is None:
-        return None
-    class_to_tag = class_to_tag_matrix(imagenet_class_names(), words, fallback, tags_per_class)
-    return ZeroShot(head[0], head[1], class_to_tag, top_classes)
-
-
-# --- all of them on one split ----------------------------------------------------------------------
-
-
-@dataclass
-class Baselines:
-    """The baselines fitted on one train split (what the tagger bundle serves)."""
-
-    prior: np.ndarray  # (V,) train tag counts
-    knn_features: np.ndarray  # (N, F) train features
-    knn_tags: np.ndarray  # (N, V) train multi-hot tags
-    knn_k: int  # chosen on val
-    classifier: TagMLP
-    regressor: TagMLP
-    zeroshot: ZeroShot | None = None
-
-
-def fit_baselines(
-    data: TagData,
-    index: TagIndex,
-    train: np.ndarray,
-    val: np.ndarray,
-    *,
-    knn_grid: list[int],
-    mlp_hidden: int,
-    mlp_epochs: int,
-    mlp_lr: float,
-    mlp_weight_decay: float,
-    mlp_dropout: float,
-    seed: int,
-    zeroshot: ZeroShot | None = None,
-) -> Baselines:
-    """Fit every baseline on the `train` rows (kNN's k chosen on the `val` rows)."""
-    words = index.words
-    mlp = dict(
-        hidden=mlp_hidden, epochs=mlp_epochs, lr=mlp_lr, weight_decay=mlp_weight_decay, dropout=mlp_dropout
-    )
-    return Baselines(
-        prior=frequency_prior(data, train, words),
-        knn_features=data.features[train],
-        knn_tags=tag_matrix([data.tags[r] for r in train], words),
-        knn_k=choose_knn_k(data, train, val, words, knn_grid),
-        classifier=fit_mlp("classifier", data, train, index, **mlp, seed=seed),
-        regressor=fit_mlp("regressor", data, train, index, **mlp, seed=seed),
-        zeroshot=zeroshot,
-    )
-
-
-def predict_baselines(
-    baselines: Baselines, features: np.ndarray, index: TagIndex, *, top_k: int, neighbors: int
-) -> dict[str, Tags]:
-    """Top-k tags of each baseline for features (B, F); the regressor's vector is decoded like a CGAN sample."""
-    words = index.words
-    preds = {
-        "prior": top_from_scores(np.tile(baselines.prior, (len(features), 1)), words, top_k),
-        "knn": top_from_scores(
-            knn_scores(baselines.knn_features, baselines.knn_tags, features, baselines.knn_k), words, top_k
-        ),
-    }
-    with torch.no_grad():
-        x = torch.from_numpy(features)
-        preds["classifier"] = top_from_scores(torch.sigmoid(baselines.classifier(x)).numpy(), words, top_k)
-        preds["regressor"] = decode_votes(
-            baselines.regressor(x)[:, None, :], index, neighbors=neighbors, top_k=top_k
-        )
-    if baselines.zeroshot is not None:
-        preds["zeroshot"] = top_from_scores(baselines.zeroshot.scores(features), words, top_k)
-    return preds

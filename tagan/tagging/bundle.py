@@ -1,10 +1,13 @@
-"""The tagger bundle: one typed contract (`Bundle`, info.json) written by tag_eval and read by tagan.tagging.tagger.Tagger.
+"""The tagger bundle's contract: `Bundle` (info.json), written once by tag_eval, read by photo_eval and the CLI.
 
-A bundle directory holds `info.json` (a `Bundle`: the full feature-extraction config, every method's
-decoding settings and the test metrics those settings produced), `index/` (the training-tag TagIndex),
-`open/` and `vocabulary/` (the open vocabulary's TagIndex and WordNet data, when built), `imagenet_head.npz`
-(the backbone's ImageNet classifier, for the posterior-based methods), `prior.json`, `knn.npz`,
-`classifier.pt`, `regressor.pt`, `zeroshot.npz` and `cgan_<preset>.pt`.
+A bundle directory holds
+- `info.json`: a `Bundle`: the feature-extraction config, every method's registered kind and decoding
+  settings (exactly those its test metrics were scored with), aliases, tag_eval's params, test metrics;
+- the parts methods share: `index/` (the training-tag TagIndex), `open/` and `vocabulary/` (the open
+  vocabulary's TagIndex and WordNet data, when built), `imagenet_head.npz` (the backbone's ImageNet head);
+- `methods/<name>/`: each method's own files, written by its `save` and read by its `load`
+  (tagan.tagging.methods).
+This module imports no torch: `available(bundle_dir)` lists a bundle's methods cheaply.
 """
 
 from __future__ import annotations
@@ -12,44 +15,26 @@ from __future__ import annotations
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from tagan import config
 from tagan.errors import UserError
 from tagan.files import read_json, save_npz, write_json
-from tagan.tagging.baselines import Baselines
 from tagan.tagging.features import FeatureConfig
 from tagan.tagging.index import TagIndex
-from tagan.utils import save_checkpoint
 
-BUNDLE_VERSION = 2
-Kind = Literal[
-    "prior", "knn", "classifier", "regressor", "zeroshot", "cgan", "imagenet_names", "conse", "wordnet"
-]
+BUNDLE_VERSION = 3
+VOCABULARY_FILES = ("words.jsonl", "synset_words.json", "imagenet.json")
 
 
 @dataclass
-class Decoding:
-    """How one method turns features into ranked tags: exactly the settings its test metrics were scored with."""
+class MethodEntry:
+    """One method of a bundle: its registered kind and its decoding settings (the kind's Settings, as a dict)."""
 
-    kind: Kind
-    file: str = ""  # its weights in the bundle (cgan_strong.pt, classifier.pt, ...)
-    vocabulary: Literal["tags", "open"] = "tags"  # the index it decodes over
-    samples: int = 1  # generated vectors per image (cgan)
-    neighbors: int = 1  # words each generated vector votes for (cgan, regressor)
-    weighted: bool = False  # votes weighted by cosine (cgan)
-    top: int = 10  # classes that vote (zeroshot, conse)
-    beta: float = 1.0  # wordnet: specificity exponent
-    gamma: float = 1.0  # wordnet: word-frequency exponent
-    # open cgan: its image-feature branch is on for an image whose cosine to the nearest training image is at least
-    # this (the branch knows only the training collection's domain); 0 = always on, above 1 = never
-    feature_gate: float = 2.0
-
-    def __post_init__(self) -> None:
-        for key in ("samples", "neighbors", "top"):
-            config.positive(key, getattr(self, key))
+    kind: str
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,7 +46,7 @@ class Bundle:
     feature_dim: int
     vocab_size: int  # training tags
     embedding_dim: int
-    methods: dict[str, Decoding]
+    methods: dict[str, MethodEntry]
     aliases: dict[str, str] = field(default_factory=dict)  # cgan -> the default CGAN method
     open_vocab_size: int = 0  # 0 = no open vocabulary in this bundle
     params: dict[str, Any] = field(default_factory=dict)  # tag_eval's params
@@ -81,7 +66,7 @@ class Bundle:
                 f"tagger bundle version {d.get('version')} is not {BUNDLE_VERSION}; rebuild it with `dvc repro tag_eval`"
             )
         try:
-            methods = {k: config.from_dict(Decoding, v, f"methods.{k}") for k, v in d["methods"].items()}
+            methods = {k: config.from_dict(MethodEntry, v, f"methods.{k}") for k, v in d["methods"].items()}
             feats = config.from_dict(FeatureConfig, d["features"], "features")
             rest = {k: v for k, v in d.items() if k not in ("methods", "features")}
             return cls(features=feats, methods=methods, **rest)
@@ -112,46 +97,39 @@ class Bundle:
         return method
 
 
-def write_baselines(
-    out: Path, index: TagIndex, baselines: Baselines, regressor_neighbors: int
-) -> dict[str, Decoding]:
-    """prior.json, knn.npz, classifier.pt, regressor.pt, zeroshot.npz and the ImageNet head; their Decodings."""
-    write_json(out / "prior.json", {w: int(c) for w, c in zip(index.words, baselines.prior)})
-    save_npz(
-        out / "knn.npz",
-        features=baselines.knn_features,
-        tags=baselines.knn_tags.astype(np.uint8),
-        k=np.array(baselines.knn_k),
-    )
-    for name in ("classifier", "regressor"):
-        model = getattr(baselines, name)
-        save_checkpoint(out / f"{name}.pt", model.cfg.to_dict(), model.state_dict())
-    methods = {
-        "prior": Decoding("prior", "prior.json"),
-        "knn": Decoding("knn", "knn.npz"),
-        "classifier": Decoding("classifier", "classifier.pt"),
-        "regressor": Decoding("regressor", "regressor.pt", neighbors=regressor_neighbors),
-    }
-    zs = baselines.zeroshot
-    if zs is not None:
-        save_npz(out / "zeroshot.npz", class_to_tag=zs.class_to_tag, top_classes=np.array(zs.top_classes))
-        save_npz(out / "imagenet_head.npz", weight=zs.weight, bias=zs.bias)
-        methods["zeroshot"] = Decoding("zeroshot", "zeroshot.npz", top=zs.top_classes)
-    return methods
+def available(bundle_dir: Path) -> list[str]:
+    """The names a bundle serves: its aliases (`cgan`), then its methods in bundle order (for `--method`)."""
+    bundle = Bundle.load(bundle_dir)
+    return [*bundle.aliases, *bundle.methods]
 
 
-def fresh_bundle_dir(out: Path, index: TagIndex, open_dir: Path | None, vocabulary_dir: Path | None) -> Path:
-    """Create `out` afresh with the training-tag index and, when given, the open index and vocabulary files."""
+def method_dir(bundle_dir: Path, name: str) -> Path:
+    """Where method `name` keeps its own files in a bundle."""
+    return Path(bundle_dir) / "methods" / name
+
+
+def fresh_bundle_dir(
+    out: Path,
+    index: TagIndex,
+    *,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+    open_dir: Path | None = None,
+    vocabulary_dir: Path | None = None,
+) -> Path:
+    """Create `out` afresh with the parts methods share: the training-tag index and, when given, the backbone's
+    ImageNet head, the open index and the open vocabulary's files."""
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     index.save(out / "index")
+    if head is not None:
+        save_npz(out / "imagenet_head.npz", weight=head[0], bias=head[1])
     if open_dir is not None:
         shutil.copytree(open_dir, out / "open")
     if vocabulary_dir is not None:
         (out / "vocabulary").mkdir()
-        for name in ("words.jsonl", "synset_words.json", "imagenet.json"):
+        for name in VOCABULARY_FILES:
             if (Path(vocabulary_dir) / name).is_file():
                 shutil.copyfile(Path(vocabulary_dir) / name, out / "vocabulary" / name)
     return out

@@ -95,16 +95,13 @@ def extract_features(
     batch_size: int = 4,
     workers: int = 2,
     max_side: int = 320,
-    device: torch.device | str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
     """Yield (path, (dim,) float32 feature, None) or (path, None, reason) per path, in input order.
 
     Workers decode (load_image + backbone.transform) while the main process runs the network; at most
-    about (workers * 2 + 1) batches are in memory at once. `device` is accepted for symmetry: the
-    backbone already lives on its device.
+    about (workers * 2 + 1) batches are in memory at once; the network runs on the backbone's device.
     """
-    del device
     paths = [Path(p) for p in paths]
     if not paths:
         return

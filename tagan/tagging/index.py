@@ -1,9 +1,7 @@
-"""Tag vocabulary + FAISS index, the paper's vote decoding, and the Tagger (shared by tag_eval and cli.py).
+"""Tag data, the vocabulary's FAISS index (TagIndex), and the decodings every tagging method shares.
 
-A model bundle (default `data/tagger/`, written by the tag_eval stage) holds everything a tagger
-needs: `info.json` (dataset, backbone, vocabulary size, decoding params, test metrics), `index/`
-(the TagIndex), `cgan_<preset>.pt`, `classifier.pt`, `regressor.pt`, `knn.npz`, `zeroshot.npz`,
-`prior.json`.
+The decodings: the paper's vote counting (`count_votes`, `decode_votes`), top-k of a score matrix
+(`top_from_scores`), kNN tag transfer and ImageNet zero-shot scores.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from tagan.files import atomic_path, read_json, write_json
 log = logging.getLogger(__name__)
 
 Tags = list[list[tuple[str, float]]]  # per image: (word, score), best first
-METHODS = ("cgan", "cgan_strong", "cgan_paper", "knn", "classifier", "regressor", "prior", "zeroshot")
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -228,21 +225,40 @@ def decode_votes(
     else:
         scores, idx = index.search(flat, neighbors)
         k = idx.shape[1]
-    v = len(index)
-    idx = idx.reshape(b, s * k)
-    scores = scores.reshape(b, s * k)
-    valid = idx >= 0
-    flat_ids = (np.arange(b)[:, None] * v + idx)[valid]  # (row, word) -> row * V + word
-    counts = np.bincount(flat_ids, minlength=b * v).reshape(b, v).astype(np.float64)
-    simsum = np.bincount(flat_ids, weights=scores[valid], minlength=b * v).reshape(b, v)
-    votes = simsum if weighted else counts
-    total = simsum.sum(1, keepdims=True) if weighted else np.full((b, 1), float(s * k))
-    share = votes / np.maximum(total, 1e-12)
-    key = votes + 1e-6 * simsum / max(s * k, 1)  # tie-break on summed cosine
+    return count_votes(
+        idx.reshape(b, s * k), scores.reshape(b, s * k), index.words, top_k=top_k, weighted=weighted
+    )
+
+
+def count_votes(
+    idx: np.ndarray,
+    sims: np.ndarray,
+    words: list[str],
+    *,
+    top_k: int,
+    weighted: bool = False,
+    mask: np.ndarray | None = None,
+) -> Tags:
+    """Count votes: image i's N votes go to words idx[i] (-1 = none) with cosines sims[i] (idx, sims: (B, N)).
+
+    Its tags are its top_k most-voted words scored by vote share (votes / N); ties break on summed cosine.
+    weighted=True counts each vote by its cosine (share: of the summed cosines). `mask` (V,) bool drops words.
+    """
+    v, n = len(words), idx.shape[1]
     out: Tags = []
-    for i in range(b):
-        order = np.argsort(-key[i], kind="stable")[:top_k]
-        out.append([(index.words[j], float(share[i, j])) for j in order if counts[i, j] > 0])
+    for row, row_sims in zip(idx, sims):
+        valid = row >= 0
+        counts = np.bincount(row[valid], minlength=v).astype(np.float64)  # (V,)
+        simsum = np.bincount(row[valid], weights=row_sims[valid], minlength=v)  # (V,)
+        votes = simsum if weighted else counts
+        share = votes / max(simsum.sum() if weighted else float(n), 1e-12)
+        key = votes + 1e-6 * simsum / max(n, 1)  # tie-break on summed cosine
+        if mask is not None:
+            key = np.where(mask, key, -1.0)
+        order = np.argsort(-key, kind="stable")[:top_k]
+        out.append(
+            [(words[j], float(share[j])) for j in order if counts[j] > 0 and (mask is None or mask[j])]
+        )
     return out
 
 

@@ -29,6 +29,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def posterior(features: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The backbone's ImageNet-1k class probabilities (B, C) from its pooled features (B, F) and its head
+    (weight (C, F), bias (C,)): the one posterior the open methods, the open CGAN and its training use."""
+    return softmax(np.asarray(features, dtype=np.float32) @ head[0].T + head[1])
+
+
 def zipf_weight(zipf: np.ndarray) -> np.ndarray:
     """How usable a word is, from its Zipf frequency: clip((zipf - 2) / 3, 0.1, 1)."""
     return np.clip((np.asarray(zipf, dtype=np.float64) - 2.0) / 3.0, 0.1, 1.0)

@@ -1,0 +1,40 @@
+"""The open methods' decodings chosen on photo_eval's val grid (params.yaml `photo_eval.chosen`), read by tag_eval.
+
+photo_eval scores the grid (`decoding_grid`) on its val photos; the choice sits next to that grid in params.yaml
+and tag_eval bundles conse, wordnet and cgan_open with it: one value, read where it is used, never copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tagan import config
+
+
+@dataclass
+class PhotoChoices:
+    """params.yaml `photo_eval.chosen`: the open methods' settings picked on the photo val split."""
+
+    conse_top: int = 10  # conse: classes in the convex combination
+    wordnet_beta: float = 0.0  # wordnet: specificity exponent
+    wordnet_gamma: float = 0.0  # wordnet: word-frequency exponent
+    open_neighbors: int = 1  # cgan_open: words each sample votes for
+    open_feature_gate: float = (
+        0.55  # cgan_open: feature branch on when the cosine to a training image >= this
+    )
+
+    def __post_init__(self) -> None:
+        config.positive("conse_top", self.conse_top)
+        config.positive("open_neighbors", self.open_neighbors)
+
+
+def decoding_grid(
+    conse_tops: list[int], wordnet_values: list[float], open_neighbors: list[int], gates: list[float]
+) -> dict[str, list[dict[str, Any]]]:
+    """The val grid: per open method of the bundle, the settings changes tried (photo_eval's params)."""
+    return {
+        "conse": [{"top": top} for top in conse_tops],
+        "wordnet": [{"beta": b, "gamma": g} for b in wordnet_values for g in wordnet_values],
+        "cgan_open": [{"feature_gate": gate, "neighbors": nb} for gate in gates for nb in open_neighbors],
+    }
