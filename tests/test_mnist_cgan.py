@@ -117,7 +117,9 @@ def test_one_step_changes_both_networks(preset: str, data, tmp_path: Path, monke
     out = fit(cfg, data)
     rows = out.rows
     (row,) = rows
-    if preset == "paper":  # an untrained MLP D is at chance: its logits are near 0 on real and fake digits alike
+    if (
+        preset == "paper"
+    ):  # an untrained MLP D is at chance: its logits are near 0 on real and fake digits alike
         assert row["d_loss"] == pytest.approx(2 * math.log(2), abs=0.02)
         assert row["g_loss"] == pytest.approx(math.log(2), abs=0.01)
     for before, after in ((g0, out.g), (d0, out.d)):
