@@ -7,10 +7,19 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tagan.readers.images import IMAGE_SUFFIXES, PHOTO_SUFFIXES, RAW_SUFFIXES
 
 log = logging.getLogger(__name__)
+
+
+def first_time(seen: set[Any], key: Any) -> bool:
+    """True the first time `key` comes (it is remembered in `seen`): each photo, folder or sidecar once."""
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def iter_photos(
@@ -42,22 +51,14 @@ def iter_photos(
         return any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
 
     def first_file(path: Path) -> bool:
-        real = os.path.realpath(path)
-        if real in seen_files:
-            return False
-        seen_files.add(real)
-        return True
+        return first_time(seen_files, os.path.realpath(path))
 
     def first_dir(path: Path) -> bool:
         try:
             st = path.stat()
         except OSError:
             return False
-        key = (st.st_dev, st.st_ino)
-        if key in seen_dirs:
-            return False
-        seen_dirs.add(key)
-        return True
+        return first_time(seen_dirs, (st.st_dev, st.st_ino))
 
     for root in paths:
         root = Path(root)

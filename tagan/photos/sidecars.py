@@ -24,6 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from tagan.photos.discovery import first_time
 from tagan.photos.xmp_edit import EditDoc, Mode, PathOf, XmpChange, edit_packet, minimal_root
 from tagan.readers.xmp import NS, XmpError, decode_packet, parse_packet, read_sidecar_bytes, sidecar_path
 
@@ -341,11 +342,7 @@ def iter_sidecars(paths: Iterable[Path]) -> Iterator[Path]:
     seen: set[str] = set()
 
     def first(path: Path) -> bool:
-        key = os.path.abspath(path)
-        if key in seen:
-            return False
-        seen.add(key)
-        return True
+        return first_time(seen, os.path.abspath(path))
 
     for root in map(Path, paths):
         if root.is_dir() and not root.is_symlink():
