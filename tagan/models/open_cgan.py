@@ -177,7 +177,7 @@ class OpenDecoder:
         self.train_features = None if train_features is None else l2_normalize(train_features)  # (N, F)
         self.head = head  # the backbone's ImageNet head: weight (C, F), bias (C,)
         self.head_rows = head_rows  # (W,) open-index row of each head word
-        sims, nn_idx = index.search(index.vectors[head_rows], table_k)  # (W, k): own word first
+        sims, nn_idx = index.rows_search(head_rows, table_k)  # (W, k): own word first
         self.table, self.table_sims = nn_idx, sims
 
     @classmethod

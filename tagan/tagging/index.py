@@ -6,6 +6,7 @@ The decodings: the paper's vote counting (`count_votes`, `decode_votes`), top-k 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -149,6 +150,32 @@ class TagIndex:
         q = l2_normalize(np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim))
         return self.index.search(q, min(k, len(self.words)))
 
+    def rows_search(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`search(self.vectors[rows], k)`, kept on disk for an index read by load(): the saved result of the
+        same search, keyed by the index file's hash, the faiss version, `rows` and `k` (bit-identical to it)."""
+        source = getattr(self, "source", None)
+        if source is None:
+            return self.search(self.vectors[rows], k)
+        from tagan.files import save_npz
+        from tagan.models.backbones import cache_dir, file_digest
+
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        key = hashlib.blake2b(f"{file_digest(source)}:{faiss.__version__}:{k}:".encode() + rows.tobytes())
+        path = cache_dir() / "searches" / f"{key.hexdigest()[:32]}.npz"
+        try:
+            with np.load(path) as z:
+                sims, idx = z["sims"], z["idx"]
+            if sims.shape == idx.shape == (len(rows), min(k, len(self.words))):
+                return sims, idx
+        except (OSError, ValueError, KeyError):
+            pass  # not cached yet, or a broken file: search again
+        sims, idx = self.search(self.vectors[rows], k)
+        try:
+            save_npz(path, sims=sims, idx=idx)
+        except OSError as e:
+            log.info("cannot cache the search in %s (%s)", path, e)
+        return sims, idx
+
     def save(self, directory: Path) -> None:
         """Write words.json, vectors.npy, index.faiss and meta.json together (row-aligned)."""
         directory = Path(directory)
@@ -183,6 +210,7 @@ class TagIndex:
         self.exact_threshold, self.hnsw_m = int(meta["exact_threshold"]), int(meta["hnsw_m"])
         self.word_index = {w: i for i, w in enumerate(self.words)}
         self.index = faiss.read_index(str(directory / "index.faiss"))
+        self.source = directory / "index.faiss"
         if self.index.ntotal != len(words) or vectors.shape[0] != len(words):
             raise UserError(
                 f"tag index in {directory} is inconsistent (words, vectors, index sizes differ); rebuild it"
