@@ -83,7 +83,7 @@ def test_every_registered_method_round_trips_through_a_bundle(tmp_path: Path, mo
     data, bundle_dir, checkpoints = tiny_resources(tmp_path)
     # zeroshot's class -> tag map from the 3 fixture classes (the real one embeds ImageNet's 1000 names)
     monkeypatch.setattr(
-        "tagan.tagging.methods.baselines.imagenet_class_to_tag",
+        "tagan.tagging.baselines.imagenet_class_to_tag",  # imported by ZeroShot.fit
         lambda words, fallback, per_class: np.eye(3, len(words), dtype=np.float32),
     )
     options = fit_options(checkpoints)

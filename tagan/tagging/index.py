@@ -152,7 +152,8 @@ class TagIndex:
 
     def rows_search(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """`search(self.vectors[rows], k)`, kept on disk for an index read by load(): the saved result of the
-        same search, keyed by the index file's hash, the faiss version, `rows` and `k` (bit-identical to it)."""
+        same search, keyed by the index file's hash, the faiss version, its thread count (the BLAS blocking, so
+        near-ties, depend on it), `rows` and `k`: bit-identical to searching."""
         source = getattr(self, "source", None)
         if source is None:
             return self.search(self.vectors[rows], k)
@@ -160,7 +161,10 @@ class TagIndex:
         from tagan.models.backbones import cache_dir, file_digest
 
         rows = np.ascontiguousarray(rows, dtype=np.int64)
-        key = hashlib.blake2b(f"{file_digest(source)}:{faiss.__version__}:{k}:".encode() + rows.tobytes())
+        key = hashlib.blake2b(
+            f"{file_digest(source)}:{faiss.__version__}:{faiss.omp_get_max_threads()}:{k}:".encode()
+            + rows.tobytes()
+        )
         path = cache_dir() / "searches" / f"{key.hexdigest()[:32]}.npz"
         try:
             with np.load(path) as z:

@@ -14,7 +14,6 @@ import torch
 
 from tagan.files import read_json, save_npz, write_json
 from tagan.models.tag_baselines import TagMLP, load_model
-from tagan.tagging.baselines import choose_knn_k, fit_mlp, frequency_prior, imagenet_class_to_tag
 from tagan.tagging.index import knn_scores, tag_matrix, zeroshot_scores
 from tagan.tagging.methods.base import FitContext, Resources, ScoreMethod, VoteMethod, register_method
 from tagan.utils import load_checkpoint, save_checkpoint
@@ -30,6 +29,8 @@ class Prior(ScoreMethod):
 
     @classmethod
     def fit(cls, ctx: FitContext, **options: Any) -> Prior:
+        from tagan.tagging.baselines import frequency_prior  # scoring + scipy: fitting only
+
         counts = frequency_prior(ctx.data, ctx.train, ctx.resources.index().words)
         return cls(cls.Settings(**options), ctx.resources, counts)
 
@@ -59,6 +60,8 @@ class KNN(ScoreMethod):
     @classmethod
     def fit(cls, ctx: FitContext, *, k_grid: list[int], **options: Any) -> KNN:
         words = ctx.resources.index().words
+        from tagan.tagging.baselines import choose_knn_k  # scoring + scipy: fitting only
+
         k = choose_knn_k(ctx.data, ctx.train, ctx.val, words, k_grid)
         tags = tag_matrix([ctx.data.tags[r] for r in ctx.train], words)
         return cls(cls.Settings(**options), ctx.resources, ctx.data.features[ctx.train], tags, k)
@@ -94,6 +97,8 @@ class _MLPMethod:
         cls, ctx: FitContext, *, hidden: int, epochs: int, lr: float, weight_decay: float, dropout: float,
         **options: Any,
     ) -> Any:  # fmt: skip
+        from tagan.tagging.baselines import fit_mlp  # scoring + scipy: fitting only
+
         model = fit_mlp(
             cls.mlp_kind, ctx.data, ctx.train, ctx.resources.index(), hidden=hidden, epochs=epochs, lr=lr,
             weight_decay=weight_decay, dropout=dropout, seed=ctx.seed,
@@ -153,6 +158,8 @@ class ZeroShot(ScoreMethod):
 
     @classmethod
     def fit(cls, ctx: FitContext, *, fallback: str, tags_per_class: int, **options: Any) -> ZeroShot:
+        from tagan.tagging.baselines import imagenet_class_to_tag  # scoring + scipy: fitting only
+
         class_to_tag = imagenet_class_to_tag(ctx.resources.index().words, fallback, tags_per_class)
         return cls(cls.Settings(**options), ctx.resources, class_to_tag)
 

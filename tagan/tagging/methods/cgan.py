@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tagan import metrics
 from tagan.errors import UserError
-from tagan.evaluation.scoring import score
 from tagan.files import save_npz
 from tagan.models.open_cgan import OpenDecoder
 from tagan.models.tag_cgan import Generator, load_generator, sample
@@ -33,6 +31,8 @@ def tune_decoding(
     top_k: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Neighbours per sample and vote weighting with the best val P@5 (generated_val: (B, S, D))."""
+    from tagan.evaluation.scoring import score  # scipy: fitting only
+
     best: dict[str, Any] = {}
     for weighted in (False, True):
         for nb in neighbors_grid:
@@ -107,6 +107,8 @@ class CGAN(VoteMethod):
             return dict(self.fit_report)
         gen = self.generate(np.asarray(features, dtype=np.float32), seed)  # (B, S, D)
         _, nearest = self.index.search(gen.reshape(-1, self.index.dim).numpy(), 1)
+        from tagan import metrics  # scipy: describing only
+
         return metrics.sample_diversity(gen.numpy(), nearest.reshape(len(features), self.settings.samples))
 
 
