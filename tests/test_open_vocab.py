@@ -90,6 +90,12 @@ def test_open_decoder_votes_equal_faiss_votes_on_hard_samples() -> None:
         assert [[w for w, _ in t] for t in got] == [[w for w, _ in t] for t in want]
         assert all(np.isclose(a, b) for t, u in zip(got, want) for (_, a), (_, b) in zip(t, u))
     assert all(w in head for t in dec.tag(feats, samples=20, neighbors=1, top_k=5) for w, _ in t)
+    cache: dict = {}  # the first image's draws, kept: every call samples exactly as without the cache
+    post, x, gate = dec.inputs(feats, 2.0)
+    for seed, b in ((1, 1), (1, 3), (2, 1), (1, 1), (2, 3), (1, 2)):
+        want = sample_words(dec.g, post[:b], x[:b], gate[:b], 50, seed=seed)
+        assert torch.equal(sample_words(dec.g, post[:b], x[:b], gate[:b], 50, seed=seed, cache=cache), want)
+    assert set(cache) == {(1, 50), (2, 50)}
 
 
 def test_faiss_round_trip_on_a_big_vocabulary(tmp_path: Path) -> None:

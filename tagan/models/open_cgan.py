@@ -141,23 +141,53 @@ def build(cfg: OpenCGANConfig) -> tuple[Generator, Discriminator]:
     return g, d
 
 
+NoiseCache = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]]
+NOISE_CACHE_ENTRIES, NOISE_CACHE_ELEMENTS = 8, 1 << 20  # seeds kept; (S, W) elements per seed at most
+
+
+def _noise(
+    g: Generator, samples: int, width: int, gen: torch.Generator, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image's draws: (noise part of the logits (S, W), log E (S, W)) with E ~ Exp(1)."""
+    z = torch.randn(samples, g.cfg.noise_dim, generator=gen)  # (S, Z)
+    e = torch.from_numpy(rng.standard_exponential((samples, width), dtype=np.float32))  # E ~ Exp(1)
+    return g.noise_logits(z), e.log_()
+
+
 @torch.no_grad()
 def sample_words(
-    g: Generator, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, samples: int, seed: int = 0
-) -> torch.Tensor:
+    g: Generator, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, samples: int, seed: int = 0,
+    cache: NoiseCache | None = None,
+) -> torch.Tensor:  # fmt: skip
     """Hard samples: (B, S) head-word ids, each an exact draw from softmax(G's logits) (the Gumbel-max trick).
 
     The posterior/feature part of the logits is computed once per image; only the noise part per sample.
+    The first image's draws depend only on (seed, samples): with `cache` (one per G) they are drawn once and
+    kept with both generators' states after them, so a call tags exactly as without it (the CLI tags one
+    photo per call, all with one seed: its per-photo cost drops to the conditional logits and an argmax).
     """
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)  # numpy's ziggurat draws the (S, W) noise ~10x faster than torch's
     base = g.cond_logits(post, x, gate)  # (B, W)
+    width = base.shape[1]
     out = []
     for i in range(base.shape[0]):
-        z = torch.randn(samples, g.cfg.noise_dim, generator=gen)  # (S, Z)
-        logits = base[i : i + 1] + g.noise_logits(z)  # (S, W)
-        e = torch.from_numpy(rng.standard_exponential(tuple(logits.shape), dtype=np.float32))  # E ~ Exp(1)
-        out.append((logits - e.log_()).argmax(1))  # -log(E) is Gumbel noise: an exact categorical draw
+        if i == 0 and cache is not None and samples * width <= NOISE_CACHE_ELEMENTS:
+            if (seed, samples) not in cache:
+                if len(cache) >= NOISE_CACHE_ENTRIES:
+                    cache.pop(next(iter(cache)))
+                cache[seed, samples] = (
+                    *_noise(g, samples, width, gen, rng),
+                    gen.get_state(),
+                    rng.bit_generator.state,
+                )
+            noise, log_e, gen_state, rng_state = cache[seed, samples]
+            gen.set_state(gen_state)  # as if drawn now: the next image draws what it drew before
+            rng.bit_generator.state = rng_state
+        else:
+            noise, log_e = _noise(g, samples, width, gen, rng)
+        logits = base[i : i + 1] + noise  # (S, W)
+        out.append((logits - log_e).argmax(1))  # -log(E) is Gumbel noise: an exact categorical draw
     return torch.stack(out)  # (B, S)
 
 
@@ -179,6 +209,7 @@ class OpenDecoder:
         self.head_rows = head_rows  # (W,) open-index row of each head word
         sims, nn_idx = index.rows_search(head_rows, table_k)  # (W, k): own word first
         self.table, self.table_sims = nn_idx, sims
+        self.noise_cache: NoiseCache = {}  # (seed, samples) -> the first image's draws (sample_words)
 
     @classmethod
     def load(
@@ -223,7 +254,7 @@ class OpenDecoder:
     ) -> Tags:  # fmt: skip
         """Top-k words per image by votes of `samples` hard samples, each voting for its `neighbors` nearest words."""
         post, x, gate = self.inputs(features, feature_gate)
-        ids = sample_words(self.g, post, x, gate, samples, seed).numpy()  # (B, S)
+        ids = sample_words(self.g, post, x, gate, samples, seed, self.noise_cache).numpy()  # (B, S)
         k = min(neighbors, self.table.shape[1])
         b = ids.shape[0]
         idx, sims = self.table[ids, :k].reshape(b, -1), self.table_sims[ids, :k].reshape(b, -1)  # (B, S*k)
