@@ -179,11 +179,11 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _runtime_version(runtime: str) -> str:
+def _version(*packages: str) -> str:
+    """The installed version of the first of `packages` that is installed ("missing": none is)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    for package in {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
-                    "openvino": ("openvino",)}[runtime]:  # fmt: skip
+    for package in packages:
         try:
             return version(package)
         except PackageNotFoundError:
@@ -193,11 +193,15 @@ def _runtime_version(runtime: str) -> str:
 
 def _verified_record(name: str, image_size: int, runtime: str) -> Path | None:
     """Where a passed runtime check of an offline backbone is recorded: keyed by the weights file's hash, the
-    runtime and its version, the input size and opset (None: a torchvision backbone, always checked)."""
+    runtime and its version, the input size and opset, the versions of torch and of the network's code (None: a
+    torchvision backbone, always checked)."""
     if name != "efficientnet_lite0":
         return None
-    key = f"{file_digest(_lite0_weights())[:16]}-{runtime}-{_runtime_version(runtime)}"
-    return cache_dir() / "onnx" / f"{name}-{image_size}px-opset{ONNX_OPSET}-{key}.verified.json"
+    runtime_package = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
+                       "openvino": ("openvino",)}[runtime]  # fmt: skip
+    versions = f"{_version(*runtime_package)}:{torch.__version__}:{_version('efficientnet_lite_pytorch')}"
+    key = hashlib.sha256(f"{file_digest(_lite0_weights())}:{runtime}:{versions}".encode()).hexdigest()[:16]
+    return cache_dir() / "onnx" / f"{name}-{image_size}px-opset{ONNX_OPSET}-{runtime}-{key}.verified.json"
 
 
 def _load_verified(
