@@ -33,7 +33,6 @@ from tagan.files import write_json
 
 log = logging.getLogger(__name__)
 
-OFFLINE_BACKBONES = ("efficientnet_lite0",)
 RUNTIMES = ("auto", "onnxruntime", "openvino", "torch")
 ONNX_OPSET = 17
 MIN_COSINE = 0.999  # a runtime's features vs torch's, per probe image

@@ -45,7 +45,6 @@ RAW_SUFFIXES = frozenset(
 UNSUPPORTED_SUFFIXES = frozenset({".jxl", ".psd", ".psb", ".xcf", ".exr", ".kra"})
 PHOTO_SUFFIXES = IMAGE_SUFFIXES | RAW_SUFFIXES | UNSUPPORTED_SUFFIXES  # what the CLI picks up in folders
 DEFAULT_MAX_PIXELS = 50_000_000  # decoded pixels (after JPEG draft); above it a file is skipped, not decoded
-_ALPHA_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
 
 
 @dataclass
