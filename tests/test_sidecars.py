@@ -242,6 +242,9 @@ def test_skips_know_what_changed_and_a_killed_runs_temp_files_go(tmp_path: Path,
     second = tag()
     assert second["a.jpg"]["status"] == "cached" and second["c.jpg"]["status"] == "cached"
     assert (second["b.jpg"]["status"], second["b.jpg"]["retag"]) == ("ok", "photo changed")
+    before, now = ({t["tag"] for t in run["b.jpg"]["tags"]} for run in (first, second))
+    kept = set(xmp.read_keywords(folder / "b.jpg.xmp"))
+    assert now <= kept and not (before - now) & kept  # the other picture's tagan keywords are gone
     assert not list(folder.glob(".*"))
     third = tag("--top-k", "3")
     assert {r["retag"] for r in third.values()} == {"settings changed (top_k 10 -> 3)"}
@@ -263,3 +266,21 @@ def test_made_ledger_of_a_photo_whose_name_is_not_utf8(tmp_path: Path) -> None:
     sidecars.merge_keywords(sidecar, ["dog"], model="m1", made=(name, {"size": 1}))
     assert ledger.read_ledger(sidecar).made == {name: {"size": 1}}
     sidecar.read_text(encoding="utf-8")  # valid UTF-8
+
+
+def test_a_replaced_photo_s_earlier_tagan_keywords_are_replaced_not_merged(tmp_path: Path) -> None:
+    """They described another picture: replace-own for "photo changed" (the person's keywords stay), append else."""
+    from tagan.photos.records import Record
+    from tagan.photos.session import TagOptions, _mode
+
+    sidecar = tmp_path / "b.jpg.xmp"
+    sidecar.write_text(DIGIKAM)  # the person's keywords: Beach, Anna, dog
+    sidecars.merge_keywords(
+        sidecar, ["coffee", "espresso"], model="m1", tags=[("coffee", 0.5), ("espresso", 0.3)]
+    )
+    rec = Record(tmp_path / "b.jpg", tags=[("cat", 0.6)], retag="photo changed")
+    assert _mode(rec, TagOptions()) == "replace-own"
+    other = Record(tmp_path / "b.jpg", tags=[], retag="settings changed (top_k 10 -> 3)")
+    assert _mode(other, TagOptions()) == "append"
+    sidecars.merge_keywords(sidecar, ["cat"], model="m1", tags=rec.tags, mode=_mode(rec, TagOptions()))
+    assert set(xmp.read_keywords(sidecar)) == {"Beach", "Anna", "dog", "cat"}

@@ -271,6 +271,12 @@ def tag_chunk(chunk: list[Path], session: Session, opts: TagOptions) -> Iterator
     yield from ready()
 
 
+def _mode(rec: Record, opts: TagOptions) -> str:
+    """The sidecar edit for this photo: tagan's earlier keywords of a photo replaced by another picture under the
+    same name described that other picture, so they go (replace-own: the person's keywords always stay)."""
+    return "replace-own" if opts.mode == "append" and rec.retag == "photo changed" else opts.mode
+
+
 def write_sidecar(
     rec: Record, session: Session, opts: TagOptions, *, dry_run: bool | None = None, photo: dict | None = None
 ) -> Any:
@@ -288,7 +294,7 @@ def write_sidecar(
         change = sidecars.merge_keywords(
             rec.sidecar, [t for t, _ in rec.tags], model=session.model_id, tags=rec.tags,
             made=(rec.path.name, record), dry_run=dry_run, path_of=session.path_of, root=opts.root,
-            mode=opts.mode,  # type: ignore[arg-type]
+            mode=_mode(rec, opts),  # type: ignore[arg-type]
         )  # fmt: skip
         if dry_run:
             net_of_planned(change, session)
