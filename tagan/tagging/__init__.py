@@ -1,1 +1,1 @@
-"""The tagging models: tag collections, WordNet and the open vocabulary, word vectors, the FAISS index and vote decoding, image features, the tag CGAN tasks, the tagging methods (tagan.tagging.methods: one registered class per kind) and the bundle that serves them."""
+"""The tagging models: tag collections, WordNet and the open vocabulary, word vectors, the FAISS index and vote decoding, image features, the tag CGAN tasks, the MTCNN face detector (faces), the tagging methods (tagan.tagging.methods: one registered class per kind) and the bundle that serves them."""
