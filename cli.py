@@ -178,10 +178,9 @@ MODEL_OPTIONS = [
     (("--model",), dict(type=Path, default=None, metavar="DIR",  # main() fills in default_model_dir()
      help=f"model bundle written by `dvc repro` (default: {DEFAULT_MODEL_DIR} of the working directory when there "
           "is one, else of this repository)")),
-    (("--method",), dict(default="cgan", metavar="METHOD",
-     help="a method of the bundle (`tagan info` lists them with their test metrics). cgan: the default conditional GAN (the open-vocabulary one when built); wordnet, conse, imagenet_names: "
-          "training-free real-world baselines; knn: tag transfer from the nearest training images; classifier: "
-          "the multi-label MLP")),
+    (("--method",), dict(default="default", metavar="METHOD",
+     help="a method of the bundle (`tagan info` lists them with their metrics): default (chosen on real photos), cgan "
+          "(the open conditional GAN), wordnet / conse / imagenet_names (training-free), knn, classifier, ...")),
     (("-q", "--quiet"), dict(action="store_true", help="only warnings and errors on stderr, no progress bar")),
 ]
 TAG_OPTIONS = [
@@ -200,8 +199,8 @@ TAG_OPTIONS = [
      help="with --write-xmp: re-tag photos whose sidecar says they are tagged by this model, from this photo, "
           "with these settings (otherwise they are `cached`; a changed photo, model or setting re-tags by itself)")),
     (("-k", "--top-k"), dict(type=_positive_int, default=10, help="tags per photo (default: 10)")),
-    (("--min-score",), dict(type=_score, default=0.0,
-     help="drop tags scoring below this (cgan: vote share; knn, classifier: their 0-1 score; default: 0)")),
+    (("--min-score",), dict(type=_score, default=None, help="drop tags scoring below this (cgan: vote share; others: "
+     "their 0-1 score; default: the bundle's threshold for the default method, chosen on real photos; 0 otherwise)")),
     (("--samples",), dict(type=_positive_int, default=None,
      help="GAN samples per photo, cgan only (default: the bundle's, those its test metrics used)")),
     (("--seed",), dict(type=int, default=0, help="random seed; same seed, same tags (default: 0)")),

@@ -56,7 +56,7 @@ class Params:
     chosen: PhotoChoices = field(
         default_factory=PhotoChoices
     )  # the open methods' decodings (photo_eval's val grid)
-    default_method: str = "cgan_open"  # what `--method cgan` serves (falls back to cgan_strong_tuned)
+    default_method: str = "cgan_open"  # what `tagan tag` serves (falls back to cgan_strong_tuned)
     examples: int = 12  # test images in reports/tag_examples.*
     seed: int = 0
 
@@ -149,7 +149,8 @@ def run(
         if open_cgan is not None and Path(open_cgan).is_file():
             opens["cgan_open"] = ("cgan_open", {"checkpoint": open_cgan, "samples": cfg.open_samples,
                                                 "neighbors": chosen.open_neighbors,
-                                                "feature_gate": chosen.open_feature_gate})  # fmt: skip
+                                                "feature_gate": chosen.open_feature_gate,
+                                                "expected": chosen.open_expected})  # fmt: skip
 
     flat: dict[str, float] = {}
     tables: dict[str, dict[str, dict[str, float]]] = {}
@@ -193,10 +194,12 @@ def run(
 
     entries = {name: methods.save_method(out, name, fitted[name]) for name in (*baselines, *cgans, *opens)}
     served = [m for m in (cfg.default_method, "cgan_strong_tuned", *cgans) if m in entries]
+    cgan = [m for m in ("cgan_open", "cgan_strong_tuned", *cgans) if m in entries]
     Bundle(
         dataset="tags_data", features=feature_config(features_path, data.backbone),
         feature_dim=int(data.features.shape[1]), vocab_size=len(index), embedding_dim=index.dim,
-        methods=entries, aliases={"cgan": served[0]} if served else {},
+        methods=entries, aliases={"default": served[0], "cgan": cgan[0]} if served else {},
+        keywords=cfg.chosen.keywords(),
         open_vocab_size=len(resources.index("open")) if has_open else 0, params=config.to_dict(cfg),
         test_metrics={n: {k: float(x) for k, x in m.items()} for n, m in tables["split"].items()},
     ).save(out)  # fmt: skip

@@ -45,7 +45,7 @@ kw = {"runtime": cfg["runtime"]} if cfg["runtime"] else {}
 t0 = time.perf_counter()
 backbone = build_backbone("efficientnet_lite0", "cpu", image_size=224, **kw)
 build = time.perf_counter() - t0
-run = lambda ps: sum(f is not None for _, f, _ in extract_features(ps, backbone, batch_size=4, workers=cfg["workers"], max_side=320))
+run = lambda ps: sum(e.feature is not None for e in extract_features(ps, backbone, batch_size=4, workers=cfg["workers"], max_side=320))
 run(paths[:8])  # warm-up: allocator, oneDNN / ORT kernels
 c0, t0 = cpu(), time.perf_counter()
 n = run(paths)

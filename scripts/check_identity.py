@@ -30,8 +30,8 @@ def main() -> None:
     torch.set_num_threads(1)
     got = list(extract_features(photos, backbone, batch_size=4, workers=0, max_side=bundle.features.max_side,
                                 max_pixels=bundle.features.max_pixels))  # fmt: skip
-    names = [p.name for p, f, _ in got if f is not None]
-    feats = np.stack([f for _, f, _ in got if f is not None]).astype(np.float32)  # (N, F)
+    names = [e.path.name for e in got if e.feature is not None]
+    feats = np.stack([e.feature for e in got if e.feature is not None]).astype(np.float32)  # (N, F)
     result: dict = {"features_sha256": hashlib.sha256(feats.tobytes()).hexdigest(), "photos": names}
     for method in sorted(bundle.methods):
         tagger = Tagger.load(model_dir, method)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages tagan uses, when missing: Open Clip Art (offline tagging data),
 # exiftool (independent XMP reader for tests), Fashion-MNIST (optional DCGAN dataset), Chromium (renders the
-# --report contact sheet headless in tests), WordNet 3.0 (the open vocabulary) and GCompris' data (real photos
+# --report contact sheet headless in tests), WordNet 3.0 (the open vocabulary), GCompris' data and Scratch's media library (real photos
 # of the photo_eval stage).
 set -euo pipefail
 need=()
@@ -13,6 +13,7 @@ command -v chromium >/dev/null || need+=(chromium)
 [ -f /usr/share/wordnet/data.noun ] || need+=(wordnet-base)
 [ -f /usr/share/wordnet/index.sense ] || need+=(wordnet-sense-index)
 [ -f /usr/share/gcompris-qt/rcc/categorization.rcc ] || need+=(gcompris-qt-data)
+[ -d /usr/share/scratch/Media/Backgrounds ] || need+=(scratch)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2

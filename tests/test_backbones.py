@@ -34,7 +34,7 @@ def features(paths: list[Path], runtime: str) -> np.ndarray:
     backbone = build_backbone("efficientnet_lite0", "cpu", runtime=runtime)
     assert backbone.runtime == runtime
     return np.stack(
-        [f for _, f, _ in extract_features(paths, backbone, batch_size=4, workers=0)]
+        [e.feature for e in extract_features(paths, backbone, batch_size=4, workers=0)]
     )  # (N, 1280)
 
 

@@ -63,7 +63,9 @@ def test_cli_extracts_features_exactly_as_the_pipeline_did(tmp_path: Path) -> No
         ]
     )
     session = cli.open_session(args)
-    got = {str(p): f for p, f, _ in cli.photo_features(session, [Path(it["path"]) for it in items], args)}
+    got = {
+        str(e.path): e.feature for e in cli.photo_features(session, [Path(it["path"]) for it in items], args)
+    }
     for image_id, row in zip(ids, rows):
         path = items[int(image_id[1:])]["path"]
         np.testing.assert_allclose(got[path], row, rtol=1e-4, atol=1e-4)  # that image's row of features.npz
@@ -106,7 +108,9 @@ def test_cli_tags_a_real_photo_with_a_real_world_word_absent_from_the_training_t
     from pipeline.vocabulary import Params as VocabParams
     from pipeline.vocabulary import run as build_vocab
     from tagan.config import from_dict
-    from tagan.evaluation.photo_set import Photo, accepted_words, is_accepted
+    from tagan.evaluation.accepted import accepted_words, is_accepted
+    from tagan.evaluation.photo_choices import PhotoChoices
+    from tagan.evaluation.photo_set import Photo
     from tagan.tagging.open_cgan import OpenTrainConfig
     from tagan.tagging.tagger import Tagger
     from tagan.tagging.wordnet import load_wordnet
@@ -140,7 +144,8 @@ def test_cli_tags_a_real_photo_with_a_real_world_word_absent_from_the_training_t
         )
         train_open(open_cfg, runtime, paths["items"], paths["vocab"], paths["features"], tmp_path / "emb",
                    tmp_path / "vocabulary", tmp_path / "open.pt", tmp_path / "open.csv")  # fmt: skip
-    cfg = EvalParams(samples=8, mlp_epochs=2, knn_k=[1], tuned_neighbors=[1], examples=0, image_split=False)
+    cfg = EvalParams(samples=8, mlp_epochs=2, knn_k=[1], tuned_neighbors=[1], examples=0, image_split=False,
+                     chosen=PhotoChoices(min_score=0.0, min_confidence=0.0))  # fmt: skip
     evaluate(cfg, runtime, paths["items"], paths["vocab"], paths["features"], tmp_path / "emb",
              {"paper": tmp_path / "paper.pt"}, tmp_path / "tagger", tmp_path / "reports",
              open_cgan=tmp_path / "open.pt", vocabulary_dir=tmp_path / "vocabulary")  # fmt: skip

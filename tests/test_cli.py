@@ -212,6 +212,7 @@ def make_bundle(root: Path) -> Path:
     from pipeline.tag_eval import Params as EvalParams
     from pipeline.tag_eval import run as evaluate
     from tagan.config import Runtime, from_dict
+    from tagan.evaluation.photo_choices import PhotoChoices
 
     paths = make_tag_data(root / "data", dim=1280)
     with np.load(paths["features"]) as z:
@@ -225,7 +226,13 @@ def make_bundle(root: Path) -> Path:
         train_cgan(tiny, runtime, "paper", paths["items"], paths["vocab"], paths["features"],
                    root / "emb", root / "paper.pt", root / "paper.csv")  # fmt: skip
     cfg = EvalParams(
-        samples=8, mlp_epochs=5, knn_k=[1, 3], tuned_neighbors=[1, 3], examples=2, image_split=False
+        samples=8,
+        mlp_epochs=5,
+        knn_k=[1, 3],
+        tuned_neighbors=[1, 3],
+        examples=2,
+        image_split=False,
+        chosen=PhotoChoices(min_score=0.0, min_confidence=0.0),  # generated photos: no real-photo threshold
     )
     evaluate(cfg, runtime, paths["items"], paths["vocab"], paths["features"], root / "emb",
              {"paper": root / "paper.pt"}, root / "tagger", root / "reports")  # fmt: skip
@@ -255,7 +262,7 @@ def library_tags(root: Path, names: list[str], bundle: Path, seed: int) -> dict[
     from tagan.tagging.features import extract_features, load_backbone
     from tagan.tagging.tagger import Tagger
 
-    tagger = Tagger.load(bundle, "cgan")
+    tagger = Tagger.load(bundle, "default")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the CLI runs (OMP_NUM_THREADS=1)
     try:
@@ -265,7 +272,8 @@ def library_tags(root: Path, names: list[str], bundle: Path, seed: int) -> dict[
         decode = {"max_side": cfg.max_side, "max_pixels": cfg.max_pixels}
         feats = dict(
             zip(
-                names, (f for _, f, _ in extract_features(paths, backbone, batch_size=4, workers=0, **decode))
+                names,
+                (e.feature for e in extract_features(paths, backbone, batch_size=4, workers=0, **decode)),
             )
         )
     finally:
@@ -333,7 +341,7 @@ def test_info_shows_model_and_metrics(bundle: Path, capsys: pytest.CaptureFixtur
     assert "tags_data" in proc.stdout and "p_at_5" in proc.stdout and "knn" in proc.stdout
     assert cli.main(["info", "--model", str(bundle), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["vocab_size"] == len(WORDS) and data["model_id"].startswith("tagan-cgan-")
+    assert data["vocab_size"] == len(WORDS) and data["model_id"].startswith("tagan-default-")
 
 
 def digest(path: Path) -> str:

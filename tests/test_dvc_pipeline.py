@@ -281,8 +281,11 @@ def tag_with_the_installed_cli(repo: Path, work: Path) -> None:
     photos, elsewhere = work / "new photos", work / "elsewhere"
     photos.mkdir(parents=True)
     elsewhere.mkdir()
-    Image.new("RGB", (48, 40), (190, 25, 30)).save(photos / "red.jpg")
-    Image.new("RGB", (48, 40), (25, 55, 200)).save(photos / "blue.jpg")
+    from skimage import data as photos_of
+
+    Image.fromarray(photos_of.coffee()).save(photos / "coffee.jpg")  # real photos the backbone knows
+    Image.fromarray(photos_of.chelsea()).save(photos / "cat.jpg")
+    Image.new("RGB", (48, 40), (25, 55, 200)).save(photos / "blue.jpg")  # nothing to name: no keyword
     bundle = repo / "data" / "tagger"
     env = {**_env(), "PYTHONPATH": str(repo)}
     cmd = [str(script), "tag", "--model", str(bundle), "--format", "jsonl", "--workers", "0",
@@ -290,7 +293,8 @@ def tag_with_the_installed_cli(repo: Path, work: Path) -> None:
     proc = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
-    assert sorted(records) == ["blue.jpg", "red.jpg"], proc.stdout
+    assert sorted(records) == ["blue.jpg", "cat.jpg", "coffee.jpg"], proc.stdout
+    assert records.pop("blue.jpg")["tags"] == [] and not (photos / "blue.jpg.xmp").exists()
     vocabulary = {w for f in ("index", "open") for w in json.loads((bundle / f / "words.json").read_text())}
     for name, rec in records.items():
         words = [t["tag"] for t in rec["tags"]]

@@ -73,11 +73,11 @@ def test_extract_keeps_order_reports_failures_and_is_deterministic(
     paths = make_images(tmp_path, 7)
     kw = {"batch_size": 3, "max_side": 96}
     a = list(extract_features(paths, backbone, workers=0, **kw))
-    assert [p for p, _, _ in a] == paths
-    assert [r is None for _, _, r in a] == [True, True, False, True, True, False, True]
+    assert [e.path for e in a] == paths
+    assert [e.reason is None for e in a] == [True, True, False, True, True, False, True]
     assert "not an image" in a[2][2] and "empty" in a[5][2]
     b = list(extract_features(iter(paths), backbone, workers=2, **kw))  # worker processes decode
-    for (_, fa, _), (_, fb, _) in zip(a, b):
+    for (_, fa, _, _), (_, fb, _, _) in zip(a, b):
         assert (fa is None and fb is None) or np.array_equal(fa, fb)
     assert a[0][1].shape == (1280,) and a[0][1].dtype == np.float32
 

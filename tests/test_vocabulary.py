@@ -92,3 +92,25 @@ def test_stage_run(tmp_path: Path) -> None:
     )
     assert vocab.words[:2] == ["dog", "computer"] and not (tmp_path / "out" / "imagenet.json").exists()
     assert normalize("North_America") == "north america"
+
+
+def test_words_people_use_jargon_broad_and_short_paths(tmp_path: Path) -> None:
+    wn, offsets, _ = mini_wordnet(tmp_path)
+    vocab = build_vocabulary(
+        wn, size=20, imagenet_wnids=[wnid(offsets, "golden"), wnid(offsets, "tabby")], freq=freq,
+        hypernym_min_zipf=2.9, generic=GENERIC, broad_min=3,
+    )  # fmt: skip
+    flags = {e.word: (e.broad, e.jargon) for e in vocab.entries}
+    assert flags["animal"] == (True, False)  # a broad word people use (Zipf 5.3)
+    assert flags["mammal"] == (True, False)  # Zipf 3.9 >= 3.5
+    assert flags["carnivore"] == (True, True) and flags["canine"] == (True, True)  # broad and rare: jargon
+    assert flags["golden retriever"] == (False, False)  # a phrase, but not a category
+    assert flags["object"][1] and flags["structure"][1]  # the upper ontology
+    assert "carnivore" in vocab.jargon and "animal" not in vocab.jargon
+    # the written hierarchy: a common top word, the nearest word, the word; never jargon, at most 3 long
+    assert vocab.path("golden retriever") == ["animal", "retriever", "golden retriever"]
+    assert vocab.path("tabby") == ["animal", "cat", "tabby"]  # mammal is broader than cat, animal more common
+    assert vocab.path("golden retriever", levels=2) == ["animal", "golden retriever"]
+    assert vocab.path("animal") == [] and vocab.path("no such word") == []
+    vocab.save(tmp_path / "v")
+    assert Vocabulary.load(tmp_path / "v").jargon == vocab.jargon

@@ -10,23 +10,38 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagan import config
+from tagan.tagging.keywords import Keywords
 
 
 @dataclass
 class PhotoChoices:
     """params.yaml `photo_eval.chosen`: the open methods' settings picked on the photo val split."""
 
-    conse_top: int = 10  # conse: classes in the convex combination
-    wordnet_beta: float = 0.0  # wordnet: specificity exponent
-    wordnet_gamma: float = 0.0  # wordnet: word-frequency exponent
+    conse_top: int = 3  # conse: classes in the convex combination
+    wordnet_beta: float = 0.5  # wordnet: specificity exponent
+    wordnet_gamma: float = 1.0  # wordnet: word-frequency exponent
     open_neighbors: int = 1  # cgan_open: words each sample votes for
-    open_feature_gate: float = (
-        0.55  # cgan_open: feature branch on when the cosine to a training image >= this
+    open_feature_gate: float = 0.6  # cgan_open: feature branch on when the cosine to a training image >= this
+    open_expected: bool = True  # cgan_open: rank by expected votes (True) or hard-sample counts
+    min_score: float = 0.01  # the default method's keyword threshold (its score scale)
+    min_confidence: float = (
+        0.2  # keywords only for photos whose largest ImageNet class probability reaches this
     )
+    max_broad: int = 1  # broad category words per photo
+    faces: bool = True  # person words from the face detector
 
     def __post_init__(self) -> None:
         config.positive("conse_top", self.conse_top)
         config.positive("open_neighbors", self.open_neighbors)
+
+    def keywords(self) -> Keywords:
+        """The default method's keyword rules (tagan.tagging.keywords) these choices make."""
+        return Keywords(
+            min_score=self.min_score,
+            min_confidence=self.min_confidence,
+            max_broad=self.max_broad,
+            faces=self.faces,
+        )
 
 
 def decoding_grid(
@@ -36,5 +51,10 @@ def decoding_grid(
     return {
         "conse": [{"top": top} for top in conse_tops],
         "wordnet": [{"beta": b, "gamma": g} for b in wordnet_values for g in wordnet_values],
-        "cgan_open": [{"feature_gate": gate, "neighbors": nb} for gate in gates for nb in open_neighbors],
+        "cgan_open": [
+            {"feature_gate": gate, "neighbors": nb, "expected": e}
+            for gate in gates
+            for nb in open_neighbors
+            for e in (False, True)
+        ],  # fmt: skip
     }

@@ -15,13 +15,18 @@ Sources (nothing is downloaded; nothing is copied into git):
   - ``explore_monuments``: monument photos with a title and description.
 
   Licences come from the per-folder ``README`` files (mostly Public Domain / CC0 / CC-BY-SA).
+* Debian ``scratch`` (its media library, CC-BY-SA 3.0): the real photos among
+  ``/usr/share/scratch/Media/Backgrounds/*/`` (scenes: beaches, forests, cities, rooms, fields) and among
+  ``Media/Costumes/People/`` (people cut out on a transparent background; shown on white at 640 px, the size
+  of a photo rather than a sprite). Which files are real photos, and their labels, come from the label table.
 * ``skimage.data`` photos that load offline, and ``sklearn.datasets.load_sample_images``.
 
-Labels. Every photo has human label words (from the file name or the board title) and one or
-more hand-checked WordNet 3.0 noun synsets (the data file ``photo_labels.csv``, :data:`LABELS`), plus an optional category word
-(categorization folder, or "animal"/"monument" for the explore/erase activities).
+Labels. Every photo has human label words (from the file name or the board title, or by looking at it) and one
+or more hand-checked WordNet 3.0 noun synsets (the data file ``photo_labels.csv``, :data:`LABELS`), a kind
+(``people``: people are the subject; ``scene``: a landscape, place, street or room; ``other``), plus an optional
+category word (categorization folder, or "animal"/"monument" for the explore/erase activities).
 
-Accepted-word rule (:func:`accepted_words`): a predicted tag is correct for a photo when, after
+Accepted-word rule (tagan.evaluation.accepted, :func:`accepted_words`): a predicted tag is correct for a photo when, after
 normalisation (lower case, ``_``/``-`` -> space, WordNet ``morphy`` base form for nouns), it is
 
 1. one of the label words, or the category word; or
@@ -32,7 +37,8 @@ normalisation (lower case, ``_``/``-`` -> space, WordNet ``morphy`` base form fo
    whole, living thing, organism, artifact, instrumentality, structure, matter, abstraction, ...)
    (the list holds every synset above them too, so it is closed upward).
 
-``max_hops=2`` gives a strict variant (synonyms, parent, grandparent).
+``max_hops=1`` without the category word is the specific rule of the headline (the label, a synonym, or one
+step up), where jargon words also count as wrong (tagan.evaluation.photo_scores).
 
 Splits (:func:`assign_splits`): the photos are split once, by seed, into ``val`` (about 30%, used for every
 choice: decoding settings, weights, gates) and ``test`` (the headline), stratified by source and grouped by
@@ -45,28 +51,48 @@ import csv
 import io
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tagan.errors import UserError
+from tagan.evaluation.accepted import accepted_words, normalize
 from tagan.readers.rcc import RccFile
-from tagan.tagging.wordnet import GENERIC_SYNSETS
 
 GCOMPRIS_RCC_DIR = Path("/usr/share/gcompris-qt/rcc")
 
 LABELS_FILE = Path(__file__).with_name("photo_labels.csv")
 
 
-def read_labels(path: Path = LABELS_FILE) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """The hand-checked label table (photo_labels.csv): key -> (label words, WordNet synsets).
+@dataclass(frozen=True)
+class Label:
+    """One row of the label table."""
 
-    Keys are file stems without trailing digits (categorization, erase, explore_*), or ``skimage:NAME`` /
-    ``sklearn:NAME``; synsets are space-separated; the `source` and `note` columns are for the reader.
+    label: str
+    synsets: tuple[str, ...]
+    kind: str = "other"  # people | scene | other
+
+
+KINDS = ("people", "scene", "other")
+
+
+def read_labels(path: Path = LABELS_FILE) -> dict[str, Label]:
+    """The hand-checked label table (photo_labels.csv): key -> Label.
+
+    Keys are file stems without trailing digits (categorization, erase, explore_*), ``skimage:NAME`` /
+    ``sklearn:NAME``, or ``scratch:FOLDER/STEM``; synsets are space-separated; `source` and `note` are for the reader.
     """
     with open(path, newline="", encoding="utf-8") as f:
-        return {row["key"]: (row["label"], tuple(row["synsets"].split())) for row in csv.DictReader(f)}
+        rows = {
+            r["key"]: Label(r["label"], tuple(r["synsets"].split()), r.get("kind") or "other")
+            for r in csv.DictReader(f)
+        }
+    bad = sorted(k for k, r in rows.items() if r.kind not in KINDS)
+    if bad:
+        raise ValueError(f"{path}: kind must be one of {KINDS} (rows {bad[:5]})")
+    return rows
 
 
 LABELS = read_labels()
@@ -83,6 +109,8 @@ CATEGORIZATION_FOLDERS: dict[str, str | None] = {
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "hubble_deep_field", "clock",
                   "brick", "grass", "gravel")  # fmt: skip
 SKLEARN_PHOTOS = ("china", "flower")
+SCRATCH_MEDIA = Path("/usr/share/scratch/Media")
+CUTOUT_SIDE = 640  # people cut-outs are shown at a photo's size, on white
 
 
 @dataclass
@@ -99,8 +127,10 @@ class Photo:
     description: str = ""
     path: str = ""  # extracted image file (filled by :func:`build_photo_set`)
     accepted: list[str] = field(default_factory=list)  # the accepted-word rule, max_hops (broad)
-    accepted_strict: list[str] = field(default_factory=list)  # the same rule at 2 hops (strict)
+    accepted_specific: list[str] = field(default_factory=list)  # 1 hop: the label, a synonym, one step up
     split: str = ""  # val | test
+    kind: str = "other"  # people | scene | other
+    group: str = ""  # unit of the split when not the label (one person in several poses)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -154,6 +184,53 @@ def stem_key(file_name: str) -> str:
 
 
 # --- collection ---------------------------------------------------------------------------
+def labelled(
+    key: str,
+    photo_id: str,
+    category: str | None,
+    source: str,
+    licence: str,
+    resource: str,
+    description: str = "",
+) -> Photo:
+    """The Photo of label-table row `key`."""
+    row = LABELS[key]
+    return Photo(
+        photo_id, row.label, row.synsets, category, source, licence, resource, description, kind=row.kind
+    )
+
+
+def _png(image: Any) -> bytes:
+    image.save(buf := io.BytesIO(), format="PNG")
+    return buf.getvalue()
+
+
+def _scratch_photos(media: Path) -> Iterator[tuple[Photo, bytes]]:
+    """The scratch media files the label table names: scene photos as they are, people cut-outs on white."""
+    from PIL import Image
+
+    licence = "CC-BY-SA 3.0 (Scratch 1.4 media library, Debian scratch)"
+    for key in sorted(k for k in LABELS if k.startswith("scratch:")):
+        rel = key.split(":", 1)[1]  # Backgrounds/Nature/beach-malibu | People/anjuli-1
+        folder = media / ("Costumes/" + rel if rel.startswith("People/") else rel).rsplit("/", 1)[0]
+        found = sorted(folder.glob(rel.rsplit("/", 1)[1] + ".*")) if folder.is_dir() else []
+        if not found:
+            continue
+        photo = labelled(key, "scratch/" + rel, None, "scratch", licence, str(found[0]))
+        if rel.startswith("People/"):
+            photo.group = "scratch:" + re.sub(r"\d+$", "", re.split(r"[-_ ]", Path(rel).name)[0])
+            with Image.open(found[0]) as im:
+                rgba = im.convert("RGBA")
+            scale = CUTOUT_SIDE / max(rgba.size)
+            rgba = rgba.resize(
+                (round(rgba.width * scale), round(rgba.height * scale)), Image.Resampling.LANCZOS
+            )
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            yield photo, _png(Image.alpha_composite(white, rgba).convert("RGB"))
+        else:
+            yield photo, found[0].read_bytes()
+
+
 def _rcc_photos(rcc_dir: Path) -> Iterator[tuple[Photo, bytes]]:
     act = "gcompris/src/activities/"
     # categorization
@@ -170,19 +247,13 @@ def _rcc_photos(rcc_dir: Path) -> Iterator[tuple[Photo, bytes]]:
         folder, name = path[len(base) :].split("/", 1)
         if folder not in CATEGORIZATION_FOLDERS:
             continue  # numbers/alphabets: drawings, not photos
-        label, synsets = LABELS[stem_key(name)]
         yield (
-            Photo(
-                f"categorization/{folder}/{name[:-5]}",
-                label,
-                synsets,
-                CATEGORIZATION_FOLDERS[folder],
-                "gcompris:categorization",
-                credits[folder].get(name, "see README"),
-                path,
+            labelled(
+                stem_key(name), f"categorization/{folder}/{name[:-5]}", CATEGORIZATION_FOLDERS[folder],
+                "gcompris:categorization", credits[folder].get(name, "see README"), path,
             ),
             rcc.read(e),
-        )
+        )  # fmt: skip
     # erase
     rcc = RccFile.open(rcc_dir / "erase.rcc")
     files = {e.path: e for e in rcc.entries()}
@@ -191,19 +262,11 @@ def _rcc_photos(rcc_dir: Path) -> Iterator[tuple[Photo, bytes]]:
     for path, e in files.items():
         if path.startswith(base) and path.endswith(".webp"):
             name = path[len(base) :]
-            label, synsets = LABELS[stem_key(name)]
             yield (
-                Photo(
-                    f"erase/{name[:-5]}",
-                    label,
-                    synsets,
-                    "animal",
-                    "gcompris:erase",
-                    cred.get(name, "see README"),
-                    path,
-                ),
+                labelled(stem_key(name), f"erase/{name[:-5]}", "animal", "gcompris:erase",
+                         cred.get(name, "see README"), path),
                 rcc.read(e),
-            )
+            )  # fmt: skip
     # explore_* activities: titles and descriptions from the boards
     for activity, category in (
         ("explore_world_animals", "animal"),
@@ -224,32 +287,21 @@ def _rcc_photos(rcc_dir: Path) -> Iterator[tuple[Photo, bytes]]:
         for path, e in files.items():
             if path.startswith(base) and path.endswith(".webp"):
                 name = path.rsplit("/", 1)[-1]
-                label, synsets = LABELS[stem_key(name)]
                 title, text = info.get(name, ("", ""))
                 rel = path[len(base) : -5]
                 desc = f"{title}: {text}" if title else ""
                 yield (
-                    Photo(
-                        f"{activity}/{rel}",
-                        label,
-                        synsets,
-                        category,
-                        f"gcompris:{activity}",
-                        cred.get(name, "see README"),
-                        path,
-                        description=desc,
-                    ),
+                    labelled(stem_key(name), f"{activity}/{rel}", category, f"gcompris:{activity}",
+                             cred.get(name, "see README"), path, desc),
                     rcc.read(e),
-                )
+                )  # fmt: skip
 
 
 def _sample_photos() -> Iterator[tuple[Photo, bytes]]:
     from PIL import Image
 
     def png(arr: Any) -> bytes:
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="PNG")
-        return buf.getvalue()
+        return _png(Image.fromarray(arr))
 
     try:
         import skimage.data as skd
@@ -259,108 +311,54 @@ def _sample_photos() -> Iterator[tuple[Photo, bytes]]:
                 arr = getattr(skd, name)()
             except Exception:  # noqa: BLE001 - some need a download; skip those offline
                 continue
-            label, synsets = LABELS[f"skimage:{name}"]
             yield (
-                Photo(
-                    f"skimage/{name}",
-                    label,
-                    synsets,
-                    None,
-                    "skimage.data",
-                    "scikit-image sample data (BSD-3 / public domain, see skimage/data/README)",
-                    name,
-                ),
+                labelled(f"skimage:{name}", f"skimage/{name}", None, "skimage.data",
+                         "scikit-image sample data (BSD-3 / public domain, see skimage/data/README)", name),
                 png(arr),
-            )
+            )  # fmt: skip
     except ImportError:
         pass
     try:
         from sklearn.datasets import load_sample_image
 
         for name in SKLEARN_PHOTOS:
-            label, synsets = LABELS[f"sklearn:{name}"]
             yield (
-                Photo(
-                    f"sklearn/{name}",
-                    label,
-                    synsets,
-                    None,
-                    "sklearn.datasets",
-                    "scikit-learn sample image (CC-BY 2.0, Flickr)",
-                    name,
-                ),
+                labelled(f"sklearn:{name}", f"sklearn/{name}", None, "sklearn.datasets",
+                         "scikit-learn sample image (CC-BY 2.0, Flickr)", name),
                 png(load_sample_image(f"{name}.jpg")),
-            )
+            )  # fmt: skip
     except ImportError:
         pass
 
 
-def collect_photos(rcc_dir: Path = GCOMPRIS_RCC_DIR, samples: bool = True) -> list[tuple[Photo, bytes]]:
-    """All photos with their encoded image bytes (webp for GCompris, PNG for the samples)."""
+def collect_photos(
+    rcc_dir: Path = GCOMPRIS_RCC_DIR, samples: bool = True, scratch_media: Path | None = SCRATCH_MEDIA
+) -> list[tuple[Photo, bytes]]:
+    """All photos with their encoded image bytes (webp for GCompris, the file or PNG for the others)."""
     out = list(_rcc_photos(Path(rcc_dir))) if Path(rcc_dir).exists() else []
+    if scratch_media is not None:
+        out.extend(_scratch_photos(Path(scratch_media)))
     if samples:
         out.extend(_sample_photos())
     return out
 
 
-# --- accepted words -----------------------------------------------------------------------
-def normalize(word: str, wn: Any | None = None) -> str:
-    """Lower case, ``_``/``-`` -> space, collapse spaces; nouns reduced to their WordNet base form."""
-    w = re.sub(r"[\s_\-]+", " ", word.strip().lower())
-    if wn is not None and w:
-        base = wn.morphy(w.replace(" ", "_"), "n")
-        if base:
-            w = base.replace("_", " ")
-    return w
-
-
-def accepted_words(
-    photo: Photo, wn: Any, max_hops: int = 8, generic: frozenset[str] = GENERIC_SYNSETS
-) -> set[str]:
-    """The set of normalised words accepted as correct tags for ``photo`` (see module doc)."""
-    words = {normalize(photo.label, wn), normalize(photo.label)}
-    if photo.category:
-        words.add(normalize(photo.category, wn))
-    for name in photo.synsets:
-        start = wn.synset(name)
-        frontier = [start] + list(start.instance_hypernyms())
-        seen = {s.name() for s in frontier}
-        level = 0
-        for s in frontier:
-            if s.name() not in generic:
-                words.update(normalize(lemma.name()) for lemma in s.lemmas())
-        while frontier and level < max_hops:
-            level += 1
-            nxt = []
-            for s in frontier:
-                for h in s.hypernyms() + s.instance_hypernyms():
-                    if h.name() not in seen:
-                        seen.add(h.name())
-                        nxt.append(h)
-            for h in nxt:
-                if h.name() not in generic:
-                    words.update(normalize(lemma.name()) for lemma in h.lemmas())
-            frontier = nxt
-    return {w for w in words if w}
-
-
-def is_accepted(word: str, accepted: set[str], wn: Any | None = None) -> bool:
-    """Whether a predicted tag matches the accepted set (raw, and WordNet base form)."""
-    return normalize(word) in accepted or (wn is not None and normalize(word, wn) in accepted)
-
-
 # --- build and split ------------------------------------------------------------------------
 def group_key(photo: Photo) -> str:
-    """The unit of the split: photos with the same label (hammer1..hammer7) share it."""
-    return f"{photo.source}:{normalize(photo.label)}"
+    """The unit of the split: photos with the same label (hammer1..hammer7), or one person's poses, share it."""
+    return photo.group or f"{photo.source}:{normalize(photo.label)}"
 
 
 def assign_splits(photos: list[Photo], val_fraction: float, seed: int) -> None:
     """Set each photo's split to "val" or "test": per source, whole label groups, about `val_fraction` to val."""
+    import zlib
+
     import numpy as np
 
-    rng = np.random.default_rng(seed)
     for source in sorted({p.source for p in photos}):
+        rng = np.random.default_rng(
+            [seed, zlib.crc32(source.encode())]
+        )  # per source: a new source moves no other
         members = [p for p in photos if p.source == source]
         groups: dict[str, list[Photo]] = {}
         for p in members:
@@ -381,8 +379,8 @@ def build_photo_set(
     *,
     rcc_dir: Path = GCOMPRIS_RCC_DIR,
     samples: bool = True,
+    scratch_media: Path | None = SCRATCH_MEDIA,
     max_hops: int = 8,
-    strict_hops: int = 2,
     val_fraction: float = 0.3,
     seed: int = 0,
 ) -> list[Photo]:
@@ -393,19 +391,20 @@ def build_photo_set(
     img_dir = out_dir / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     photos = []
-    for photo, blob in collect_photos(rcc_dir, samples):
-        ext = ".webp" if photo.resource.endswith(".webp") else ".png"
+    for photo, blob in collect_photos(rcc_dir, samples, scratch_media):
+        ext = Path(photo.resource).suffix if photo.source == "scratch" and photo.kind != "people" else ""
+        ext = ext or (".webp" if photo.resource.endswith(".webp") else ".png")
         target = img_dir / (photo.id.replace("/", "__") + ext)
         if not target.exists() or target.read_bytes() != blob:
             target.write_bytes(blob)
         photo.path = str(target)
         photo.accepted = sorted(accepted_words(photo, wn, max_hops))
-        photo.accepted_strict = sorted(accepted_words(photo, wn, strict_hops))
+        photo.accepted_specific = sorted(accepted_words(photo, wn, 1, category=False))
         photos.append(photo)
     if not photos:
         raise UserError(
             f"no labelled photos found (GCompris resources in {rcc_dir}: install Debian gcompris-qt-data; "
-            "scikit-image / scikit-learn samples)"
+            f"Scratch media in {scratch_media}: Debian scratch; scikit-image / scikit-learn samples)"
         )
     assign_splits(photos, val_fraction, seed)
     write_text(out_dir / "photos.jsonl", "".join(json.dumps(p.to_json()) + "\n" for p in photos))
@@ -414,30 +413,4 @@ def build_photo_set(
 
 def summary(photos: Iterable[Photo]) -> dict[str, int]:
     """Photos per source."""
-    counts: dict[str, int] = {}
-    for p in photos:
-        counts[p.source] = counts.get(p.source, 0) + 1
-    return counts
-
-
-def tag_metrics(
-    predicted: list[list[str]], accepted: list[set[str]], training: set[str], wn: Any
-) -> dict[str, float]:
-    """hit@1, hit@10, P@5 (means over photos) and the share of correct top-10 words that are not training tags."""
-    h1 = h10 = p5 = 0.0
-    correct = novel = 0
-    for words, acc in zip(predicted, accepted):
-        ok = [is_accepted(w, acc, wn) for w in words[:10]]
-        h1 += float(bool(ok) and ok[0])
-        h10 += float(any(ok))
-        p5 += sum(ok[:5]) / 5.0
-        correct += sum(ok)
-        novel += sum(o and w not in training for w, o in zip(words[:10], ok))
-    n = max(len(predicted), 1)
-    return {
-        "hit_at_1": h1 / n,
-        "hit_at_10": h10 / n,
-        "p_at_5": p5 / n,
-        "non_training_share": novel / correct if correct else 0.0,
-        "photos": float(len(predicted)),
-    }
+    return dict(Counter(p.source for p in photos))

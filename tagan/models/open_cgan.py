@@ -250,13 +250,39 @@ class OpenDecoder:
 
     def tag(
         self, features: np.ndarray, *, samples: int, neighbors: int, top_k: int, seed: int = 0,
-        allowed: set[str] | None = None, feature_gate: float = 2.0,
+        allowed: set[str] | None = None, feature_gate: float = 2.0, expected: bool = False,
     ) -> Tags:  # fmt: skip
-        """Top-k words per image by votes of `samples` hard samples, each voting for its `neighbors` nearest words."""
+        """Top-k words per image by votes of `samples` hard samples, each voting for its `neighbors` nearest words;
+        `expected`: by the votes' expectation over the same noise draws (no sampling noise in the ranking)."""
         post, x, gate = self.inputs(features, feature_gate)
-        ids = sample_words(self.g, post, x, gate, samples, seed, self.noise_cache).numpy()  # (B, S)
+        mask = None if allowed is None else np.array([w in allowed for w in self.index.words])
         k = min(neighbors, self.table.shape[1])
+        if expected:
+            return self.expected_votes(post, x, gate, samples, k, top_k, seed, mask)
+        ids = sample_words(self.g, post, x, gate, samples, seed, self.noise_cache).numpy()  # (B, S)
         b = ids.shape[0]
         idx, sims = self.table[ids, :k].reshape(b, -1), self.table_sims[ids, :k].reshape(b, -1)  # (B, S*k)
-        mask = None if allowed is None else np.array([w in allowed for w in self.index.words])
         return count_votes(idx, sims, self.index.words, top_k=top_k, mask=mask)
+
+    @torch.no_grad()
+    def expected_votes(
+        self, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, samples: int, k: int, top_k: int, seed: int,
+        mask: np.ndarray | None,
+    ) -> Tags:  # fmt: skip
+        """Each word's expected vote share: softmax(G's logits) averaged over `samples` noise draws (one set for
+        every image), each head word's probability given to its k nearest words."""
+        gen = torch.Generator().manual_seed(seed)
+        noise = self.g.noise_logits(torch.randn(samples, self.g.cfg.noise_dim, generator=gen))  # (S, W)
+        base = self.g.cond_logits(post, x, gate)  # (B, W)
+        probs = torch.cat(
+            [F.softmax(b[:, None, :] + noise[None], dim=2).mean(1) for b in base.split(16)]
+        ).numpy()
+        words = self.index.words
+        votes = np.zeros((len(probs), len(words)))  # (B, V)
+        for j in range(k):
+            np.add.at(votes, (slice(None), self.table[:, j]), probs)
+        votes /= k
+        if mask is not None:
+            votes[:, ~mask] = 0.0
+        order = np.argsort(-votes, axis=1, kind="stable")[:, :top_k]
+        return [[(words[j], float(v[j])) for j in row if v[j] > 0] for v, row in zip(votes, order)]

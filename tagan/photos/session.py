@@ -36,7 +36,7 @@ class TagOptions:
     """What `tagan tag` does with each photo: decoding settings, batching, and what happens to sidecars."""
 
     top_k: int = 10
-    min_score: float = 0.0
+    min_score: float | None = None  # None: the bundle's threshold for its default method (0 for the others)
     samples: int | None = None  # GAN samples per photo (None: the bundle's)
     seed: int = 0
     batch_size: int = 4
@@ -71,16 +71,21 @@ def model_info(model_dir: Path, method: str) -> dict[str, Any]:
     return {"model_dir": str(model_dir), "model_id": model_id(model_dir, method), **tagger.info}
 
 
-def tag_features(session: Session, feature: Any, opts: TagOptions) -> list[tuple[str, float]]:
-    """Tags of one photo from its feature vector (F,); one photo per call, so its tags depend only on it and seed."""
+def tag_features(
+    session: Session, feature: Any, opts: TagOptions, faces: Any = None
+) -> list[tuple[str, float]]:
+    """Keywords of one photo from its feature vector (F,) and face evidence; one photo per call, so its tags depend
+    only on it and the seed."""
     (tags,) = session.tagger.tag(
         np.asarray(feature, dtype=np.float32)[None],  # (1, F)
         top_k=opts.top_k,
         samples=opts.samples,
         seed=opts.seed,
         allowed=session.allowed,
+        evidence=[faces],
+        min_score=opts.min_score,
     )
-    return [(t, float(s)) for t, s in tags if s >= opts.min_score]
+    return [(t, float(s)) for t, s in tags]
 
 
 def _tagger_parts(tagger: Any) -> tuple[Any, list[str], Any]:
@@ -172,13 +177,15 @@ def open_session(
                    ledger.file_hash(vocab) if vocab else None)  # fmt: skip
 
 
-def photo_features(
-    session: Session, paths: list[Path], *, batch_size: int, workers: int
-) -> Iterator[tuple[Path, Any, Any]]:
-    """(path, feature (F,) or None, skip reason) per photo, extracted exactly as the pipeline did (bundle config)."""
+def photo_features(session: Session, paths: list[Path], *, batch_size: int, workers: int) -> Iterator[Any]:
+    """tagan.tagging.features.Extracted per photo (feature, face evidence, or the skip reason), extracted exactly as
+    photo_eval does (the bundle's config)."""
     from tagan.tagging.features import extract_features  # torch: not for --help
 
-    return extract_features(paths, session.backbone, batch_size=batch_size, workers=workers, **session.decode)
+    return extract_features(
+        paths, session.backbone, batch_size=batch_size, workers=workers, faces=session.tagger.wants_faces,
+        **session.decode,
+    )  # fmt: skip
 
 
 def tag_stream(paths: Iterable[Path], session: Session, opts: TagOptions) -> Iterator[Record]:
@@ -232,7 +239,7 @@ def tag_chunk(chunk: list[Path], session: Session, opts: TagOptions) -> Iterator
             made[path] = (photo, reason)
             todo.append(path)
     twins = twin_sources(todo)
-    results: dict[Path, tuple[Any, str | None]] = {}
+    results: dict[Path, Any] = {}  # path -> tagan.tagging.features.Extracted
     pending = deque(chunk)
 
     def ready() -> Iterator[Record]:
@@ -245,28 +252,24 @@ def tag_chunk(chunk: list[Path], session: Session, opts: TagOptions) -> Iterator
             source = twins.get(path, path)
             if source not in results:
                 return
-            feature, reason = results[source]
-            if feature is None and source != path:  # the twin failed: decode the RAW itself
+            item = results[source]
+            if item.feature is None and source != path:  # the twin failed: decode the RAW itself
                 source = path
-                ((_, feature, reason),) = photo_features(
-                    session, [path], batch_size=opts.batch_size, workers=0
-                )
+                (item,) = photo_features(session, [path], batch_size=opts.batch_size, workers=0)
             pending.popleft()
-            if feature is None:
-                yield Record(path, f"skipped: {reason}")
+            if item.feature is None:
+                yield Record(path, f"skipped: {item.reason}")
                 continue
             photo, retag = made[path]
-            rec = Record(path, tags=tag_features(session, feature, opts), retag=retag)
+            rec = Record(path, tags=tag_features(session, item.feature, opts, item.faces), retag=retag)
             rec.source = source if source != path else None
             if opts.write_xmp:
                 write_sidecar(rec, session, opts, photo=photo)
             yield rec
 
     decode = [p for p in todo if p not in twins]
-    for path, feature, reason in photo_features(
-        session, decode, batch_size=opts.batch_size, workers=opts.workers
-    ):
-        results[Path(path)] = (feature, reason)
+    for item in photo_features(session, decode, batch_size=opts.batch_size, workers=opts.workers):
+        results[Path(item.path)] = item
         yield from ready()
     yield from ready()
 

@@ -24,8 +24,9 @@ from tagan.errors import UserError
 from tagan.files import read_json, save_npz, write_json
 from tagan.tagging.features import FeatureConfig
 from tagan.tagging.index import TagIndex
+from tagan.tagging.keywords import Keywords
 
-BUNDLE_VERSION = 3
+BUNDLE_VERSION = 4
 VOCABULARY_FILES = ("words.jsonl", "synset_words.json", "imagenet.json")
 
 
@@ -47,7 +48,10 @@ class Bundle:
     vocab_size: int  # training tags
     embedding_dim: int
     methods: dict[str, MethodEntry]
-    aliases: dict[str, str] = field(default_factory=dict)  # cgan -> the default CGAN method
+    aliases: dict[str, str] = field(
+        default_factory=dict
+    )  # cgan: the default CGAN; default: what `tagan tag` serves
+    keywords: Keywords = field(default_factory=Keywords)  # how the default method's ranking becomes keywords
     open_vocab_size: int = 0  # 0 = no open vocabulary in this bundle
     params: dict[str, Any] = field(default_factory=dict)  # tag_eval's params
     test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # clip-art test split, per method
@@ -56,6 +60,7 @@ class Bundle:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["features"] = config.to_dict(self.features)
+        d["keywords"] = config.to_dict(self.keywords)
         return d
 
     @classmethod
@@ -68,8 +73,9 @@ class Bundle:
         try:
             methods = {k: config.from_dict(MethodEntry, v, f"methods.{k}") for k, v in d["methods"].items()}
             feats = config.from_dict(FeatureConfig, d["features"], "features")
-            rest = {k: v for k, v in d.items() if k not in ("methods", "features")}
-            return cls(features=feats, methods=methods, **rest)
+            words = config.from_dict(Keywords, d.get("keywords", {}), "keywords")
+            rest = {k: v for k, v in d.items() if k not in ("methods", "features", "keywords")}
+            return cls(features=feats, methods=methods, keywords=words, **rest)
         except (config.ParamsError, TypeError, KeyError) as e:
             raise UserError(
                 f"tagger bundle info.json is malformed ({e}); rebuild it with `dvc repro tag_eval`"

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -308,3 +309,18 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     return np.ascontiguousarray(image[:, :, :3])
+
+
+_PROCESS_DETECTOR: list[FaceDetector] = []  # one per process (decode workers each build their own)
+
+
+def detect_evidence(image: Any) -> np.ndarray:
+    """face_evidence of a PIL image (or uint8 array), with this process's default FaceDetector (built once)."""
+    if not _PROCESS_DETECTOR:
+        _PROCESS_DETECTOR.append(FaceDetector())
+    return face_evidence(_PROCESS_DETECTOR[0].detect(np.asarray(image)))
+
+
+def face_count(evidence: np.ndarray) -> int:
+    """How many faces a face_evidence vector counted (at most MAX_FACES_COUNTED)."""
+    return int(round(float(evidence[0]) * MAX_FACES_COUNTED))

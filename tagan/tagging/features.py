@@ -1,4 +1,8 @@
-"""Image features: robust batched decoding + a pretrained backbone's pooled features (stage and CLI share it)."""
+"""Image features: robust batched decoding + a pretrained backbone's pooled features (stage and CLI share it).
+
+With `faces=True` the decode workers also run the face detector (tagan.tagging.faces) on the photo decoded at
+`FACE_SIDE`, so people are seen by the same code in photo_eval and in `tagan tag`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -58,30 +62,54 @@ class FeatureConfig:
         check(self.max_side >= self.image_size, "max_side", f"must be >= image_size ({self.image_size})")
 
 
-class _Decode(Dataset):
-    """Decode + transform one path; failures become (index, None, reason) instead of exceptions."""
+FACE_SIDE = 640  # the face detector sees the photo at this long side (small faces need the pixels)
 
-    def __init__(self, paths: list[Path], backbone: Backbone, max_side: int, max_pixels: int) -> None:
+
+class Extracted(NamedTuple):
+    """One photo's result: its feature (F,) and face evidence (or None), or the reason it was skipped."""
+
+    path: Path
+    feature: np.ndarray | None
+    reason: str | None
+    faces: np.ndarray | None = None  # tagan.tagging.faces.face_evidence, when asked for
+
+
+class _Decode(Dataset):
+    """Decode + transform one path (+ face evidence); failures become (index, None, reason, None)."""
+
+    def __init__(
+        self, paths: list[Path], backbone: Backbone, max_side: int, max_pixels: int, faces: bool
+    ) -> None:
         self.paths, self.transform = paths, backbone.transform
-        self.max_side, self.max_pixels = max_side, max_pixels
+        self.max_side, self.max_pixels, self.faces = max_side, max_pixels, faces
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None, np.ndarray | None]:
         try:
             image = load_image(self.paths[i], self.max_side, max_pixels=self.max_pixels)
+            evidence = None
+            if self.faces:
+                from tagan.tagging.faces import detect_evidence
+
+                evidence = detect_evidence(load_image(self.paths[i], FACE_SIDE, max_pixels=self.max_pixels))
         except ImageError as e:
-            return i, None, e.reason
-        return i, self.transform(image), None  # (3, S, S)
+            return i, None, e.reason, None
+        return i, self.transform(image), None, evidence  # (3, S, S)
 
 
 def _collate(
-    batch: list[tuple[int, torch.Tensor | None, str | None]],
-) -> tuple[list[int], torch.Tensor | None, list]:
-    """Stack the decoded images of a batch; keep every item's index and failure reason."""
-    ok = [t for _, t, _ in batch if t is not None]
-    return [i for i, _, _ in batch], (torch.stack(ok) if ok else None), [r for _, _, r in batch]
+    batch: list[tuple[int, torch.Tensor | None, str | None, np.ndarray | None]],
+) -> tuple[list[int], torch.Tensor | None, list, list]:
+    """Stack the decoded images of a batch; keep every item's index, failure reason and face evidence."""
+    ok = [t for _, t, _, _ in batch if t is not None]
+    return (
+        [b[0] for b in batch],
+        (torch.stack(ok) if ok else None),
+        [b[2] for b in batch],
+        [b[3] for b in batch],
+    )
 
 
 def _worker_init(_: int) -> None:
@@ -96,8 +124,10 @@ def extract_features(
     workers: int = 2,
     max_side: int = 320,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
-    """Yield (path, (dim,) float32 feature, None) or (path, None, reason) per path, in input order.
+    faces: bool = False,
+) -> Iterator[Extracted]:
+    """Yield an Extracted per path, in input order: its (dim,) float32 feature (and face evidence when `faces`),
+    or None and the reason.
 
     Workers decode (load_image + backbone.transform) while the main process runs the network; at most
     about (workers * 2 + 1) batches are in memory at once; the network runs on the backbone's device.
@@ -106,7 +136,7 @@ def extract_features(
     if not paths:
         return
     loader = DataLoader(
-        _Decode(paths, backbone, max_side, max_pixels),
+        _Decode(paths, backbone, max_side, max_pixels, faces),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -116,16 +146,16 @@ def extract_features(
         persistent_workers=False,
         pin_memory=backbone.device.type == "cuda",
     )
-    for indices, images, reasons in loader:
+    for indices, images, reasons, evidence in loader:
         feats = backbone(images).numpy() if images is not None else None  # (B_ok, dim)
         k = 0
-        for i, reason in zip(indices, reasons):
+        for i, reason, ev in zip(indices, reasons, evidence):
             if reason is None:
                 assert feats is not None
-                yield paths[i], feats[k], None
+                yield Extracted(paths[i], feats[k], None, ev)
                 k += 1
             else:
-                yield paths[i], None, reason
+                yield Extracted(paths[i], None, reason)
 
 
 def shard_bounds(n: int, num_shards: int, batch_size: int) -> list[tuple[int, int]]:
@@ -161,7 +191,7 @@ def compute_shard(
         [Path(p) for p in paths], backbone, batch_size=cfg.batch_size, workers=workers,
         max_side=cfg.max_side, max_pixels=cfg.max_pixels,
     )  # fmt: skip
-    for image_id, (path, feat, reason) in progress(zip(ids, stream), desc=out.stem, total=len(ids)):
+    for image_id, (path, feat, reason, _) in progress(zip(ids, stream), desc=out.stem, total=len(ids)):
         if feat is None:
             skipped.append(json.dumps({"id": image_id, "path": str(path), "reason": reason}))
         else:

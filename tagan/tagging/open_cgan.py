@@ -3,14 +3,16 @@
 Class pairs: a synthetic posterior peaked on ImageNet class c (mass a ~ U(a_min, 1) on c, the rest spread
 over WordNet relatives of c and random classes, as real posteriors of a photo of c look), no image
 features (gate 0), and a target word drawn from c's lemmas and the vocabulary names of its hypernyms
-(at most `max_hops` up, generic ones excluded), weighted towards common words (wordfreq Zipf).
+(at most `max_hops` up, generic and jargon words excluded: tagan never writes those), weighted towards
+common words (wordfreq Zipf) and, with `specificity` > 0, towards specific ones (as the `wordnet` method's
+r(s)**beta: a synset over fewer ImageNet classes weighs more; a photo's label is rarely its broadest word).
 Image pairs: the collection's training images with their real features and posterior, one per human tag,
 the features gated off with probability `feature_dropout` (modality dropout).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,20 +35,24 @@ def head_words(vocab: Vocabulary, training_tags: list[str]) -> list[str]:
 
 def class_targets(
     classes: ImageNetClasses, vocab: Vocabulary, head: dict[str, int], *, max_hops: int,
-    generic: frozenset[str] = GENERIC_SYNSETS,
+    specificity: float = 0.0, generic: frozenset[str] = GENERIC_SYNSETS,
 ) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """Per class: (head ids of its lemmas and hypernym names within max_hops, sampling probabilities)."""
     out = []
-    for lemmas, anc in zip(classes.lemmas, classes.ancestors):
-        words: dict[str, None] = {w: None for w in lemmas if w in head}
+    jargon = vocab.jargon
+    under = Counter(s for anc in classes.ancestors for s in anc)  # synset -> ImageNet classes at or below it
+    log_c = np.log(max(len(classes.ancestors), 2))
+    for own, lemmas, anc in zip(classes.synsets, classes.lemmas, classes.ancestors):
+        words: dict[str, str] = {w: own for w in lemmas if w in head}  # word -> the synset it names
         for syn, hops in sorted(anc.items(), key=lambda kv: (kv[1], kv[0])):
             if 0 < hops <= max_hops and syn not in generic:
                 w = vocab.synset_words.get(syn)
-                if w is not None and w in head:
-                    words.setdefault(w, None)
+                if w is not None and w in head and w not in jargon:
+                    words.setdefault(w, syn)
         ids = np.array([head[w] for w in words], dtype=np.int64)
         z = np.array([vocab.entries[vocab.index[w]].zipf for w in words])
-        p = zipf_weight(z)
+        spec = np.array([1.0 - np.log(under[syn]) / log_c + 0.05 for syn in words.values()])
+        p = zipf_weight(z) * spec**specificity
         out.append((ids, p / p.sum() if len(p) else p))
     return out
 
@@ -122,6 +128,7 @@ class OpenTrainConfig(gan.TrainConfig):
     feature_dropout: float = 0.3  # image pairs: the feature branch gated off with this probability
     a_min: float = 0.2  # class pairs: the least posterior mass on the pair's class
     max_hops: int = 8  # class pairs: hypernym words up to this many steps above the class
+    specificity: float = 2.0  # class pairs: target words weighted by r(s)**specificity (as wordnet's beta)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,6 +137,7 @@ class OpenTrainConfig(gan.TrainConfig):
         config.in_range("feature_dropout", self.feature_dropout, 0.0, 1.0)
         config.in_range("a_min", self.a_min, 0.0, 1.0)
         config.positive("max_hops", self.max_hops)
+        config.check(self.specificity >= 0, "specificity", f"must be >= 0, got {self.specificity}")
 
 
 class OpenCGANTask(gan.GANTask):

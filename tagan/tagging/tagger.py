@@ -2,12 +2,16 @@
 
 It checks what a user can get wrong (feature shape, an allowed-tag list outside the vocabulary) and adds what
 the CLI shows: `info`, `words`, `path(word)`. The method decodes with the settings stored in the bundle (those
-its test metrics were scored with); `samples` / `neighbors` override them for one call.
+its test metrics were scored with); `samples` / `neighbors` override them for one call. Its ranking becomes
+keywords by the bundle's rules (tagan.tagging.keywords): no jargon, person words from the face evidence, a
+threshold (the default method's, chosen on real photos; 0 for the other methods unless `min_score` is given).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import functools
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import numpy as np
 from tagan.errors import UserError
 from tagan.tagging.bundle import Bundle
 from tagan.tagging.index import Tags
+from tagan.tagging.keywords import Keywords, finish
 from tagan.tagging.methods import Method, Resources, load_method
 
 
@@ -27,7 +32,7 @@ class Tagger:
         self.words = model.words
 
     @classmethod
-    def load(cls, model_dir: Path, method: str = "cgan") -> Tagger:
+    def load(cls, model_dir: Path, method: str = "default") -> Tagger:
         """Open a bundle directory; unknown methods or missing files raise UserError naming the fix."""
         bundle = Bundle.load(model_dir)
         name = bundle.resolve(method)
@@ -42,7 +47,20 @@ class Tagger:
             "backbone": self.bundle.features.backbone,
             "method": self.method,
             "decoding": {"kind": entry.kind, **entry.settings},
+            "keywords": vars(self.keywords()),
         }
+
+    def keywords(self, min_score: float | None = None) -> Keywords:
+        """This method's keyword rules: the bundle's (the default method's threshold only for that method)."""
+        rules = self.bundle.keywords
+        default = self.bundle.aliases.get("default") == self.method
+        score = min_score if min_score is not None else (rules.min_score if default else 0.0)
+        return dataclasses.replace(rules, min_score=score)
+
+    @property
+    def wants_faces(self) -> bool:
+        """Whether tagging reads face evidence (tagan.tagging.faces)."""
+        return self.bundle.keywords.faces
 
     @property
     def feature_dim(self) -> int:
@@ -57,8 +75,11 @@ class Tagger:
         seed: int = 0,
         allowed: Iterable[str] | None = None,
         neighbors: int | None = None,
+        evidence: Sequence[np.ndarray | None] | None = None,
+        min_score: float | None = None,
     ) -> Tags:
-        """Tags for images given their features (B, F): per image a list of (word, score), best first."""
+        """Keywords for images given their features (B, F) and face evidence (B items, or None): per image up to
+        top_k (word, score), best first."""
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != self.feature_dim:
             raise UserError(
@@ -70,12 +91,34 @@ class Tagger:
             raise UserError("none of the allowed tags is in the model's vocabulary; check the tag list")
         settings = vars(self.model.settings)
         change = {k: v for k, v in (("samples", samples), ("neighbors", neighbors)) if k in settings}
-        return self.model.variant(**change).tag(features, top_k=top_k, seed=seed, allowed=allowed_set)
+        rules = self.keywords(min_score)
+        ranked = self.model.variant(**change).tag(
+            features, top_k=max(top_k, rules.candidates), seed=seed, allowed=allowed_set
+        )
+        resources = self.model.resources
+        gate = rules.min_confidence > 0 and resources.has_head()
+        confidence = resources.posterior(features).max(axis=1) if gate else None  # (B,)
+        return finish(
+            ranked, top_k=top_k, keywords=rules, jargon=self.jargon, broad=self.broad, evidence=evidence,
+            confidence=confidence, allowed=allowed_set,
+        )  # fmt: skip
+
+    @functools.cached_property
+    def jargon(self) -> set[str]:
+        """Words never written (the open vocabulary's jargon; none for a training-tag method)."""
+        vocab = self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
+        return vocab.jargon if vocab is not None else set()
+
+    @functools.cached_property
+    def broad(self) -> set[str]:
+        """Broad category words (at most `Keywords.max_broad` per photo)."""
+        vocab = self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
+        return {e.word for e in vocab.entries if e.broad} if vocab is not None else set()
 
     def path(self, word: str) -> list[str]:
-        """WordNet path of a tag, broad -> specific, ending with the word ([] when the bundle has no vocabulary)."""
+        """A short WordNet path of a tag in words people use, broad -> specific, ending with the word, at most
+        three long ([] when the bundle has no vocabulary or nothing usable is above the word)."""
         vocab = self.model.resources.vocabulary()
         if vocab is None or word not in vocab.index:
             return []
-        broader = vocab.broader(word)
-        return [*reversed(broader), word] if broader else []
+        return vocab.path(word)

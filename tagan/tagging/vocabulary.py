@@ -14,6 +14,12 @@ Entries, in this order (a word already present only gains a source):
 Each entry carries its WordNet hypernym chain (nearest first, generic upper-ontology synsets dropped,
 at most `hypernym_hops` synsets) and the vocabulary names every synset it can: the first lemma of the
 synset that is a vocabulary word (WordNet lists the usual name first: koala before native bear).
+
+The words people use (:func:`mark_words`). A word is `broad` when its sense is a WordNet category with at least
+`BROAD_MIN_HYPONYMS` senses below it (animal, vehicle, dog, bird). A word is `jargon`, never written to a photo,
+when it names the upper ontology (a sense in GENERIC_SYNSETS, or a word of `GENERIC_WORDS`), or when it is broad
+and either a phrase or rare (Zipf < `JARGON_MAX_ZIPF`): "consumer goods", "plant organ", "self-propelled
+vehicle", "placental", "vertebrate", "mammal" go; animal, dog, bird, insect, furniture, lamp stay.
 """
 
 from __future__ import annotations
@@ -53,6 +59,39 @@ class VocabEntry:
     zipf: float  # wordfreq Zipf frequency
     sources: list[str] = field(default_factory=list)  # imagenet | hypernym | training | wordnet
     path: list[str] = field(default_factory=list)  # hypernym synsets, nearest first, generic removed
+    broad: bool = False  # a WordNet category (>= BROAD_MIN_HYPONYMS senses below)
+    jargon: bool = False  # never written to a photo (see the module docstring)
+
+
+BROAD_MIN_HYPONYMS = 20
+JARGON_MAX_ZIPF = 3.5
+TOP_MIN_ZIPF = 4.5  # the top of a keyword path: a common word (drink rather than fluid above coffee)
+#: Frequent single words that name categories, not things in a photo.
+GENERIC_WORDS = frozenset(
+    {"object", "thing", "item", "entity", "stuff", "whole", "unit", "part", "piece", "matter", "material",
+     "substance", "artifact", "artefact", "product", "goods", "commodity", "establishment", "structure",
+     "device", "equipment", "mechanism", "system", "facility", "support", "transport", "conveyance",
+     "instrumentality", "organism", "being", "creation", "covering", "implement", "container", "body"}
+)  # fmt: skip
+
+
+def mark_words(
+    wn: Any,
+    entries: Iterable[VocabEntry],
+    broad_min: int = BROAD_MIN_HYPONYMS,
+    generic: frozenset[str] = GENERIC_SYNSETS,
+) -> None:
+    """Set each entry's `broad` and `jargon` flags (the rule: module docstring)."""
+    below: dict[str, int] = {}
+    for e in entries:
+        if e.synset is None:
+            continue
+        if e.synset not in below:
+            syn = wn.synset(e.synset)
+            below[e.synset] = sum(1 for _ in syn.closure(lambda s: s.hyponyms() + s.instance_hyponyms()))
+        e.broad = below[e.synset] >= broad_min
+        upper = e.synset in generic or normalize(e.word) in GENERIC_WORDS
+        e.jargon = upper or (e.broad and (" " in e.word or "-" in e.word or e.zipf < JARGON_MAX_ZIPF))
 
 
 @dataclass
@@ -94,6 +133,23 @@ class Vocabulary:
     @property
     def words(self) -> list[str]:
         return [e.word for e in self.entries]
+
+    @property
+    def jargon(self) -> set[str]:
+        """The words never written to a photo."""
+        return {e.word for e in self.entries if e.jargon}
+
+    def path(self, word: str, levels: int = 3) -> list[str]:
+        """A short hierarchy for `word` in words people use, broad -> specific, at most `levels` long: a top word
+        (the broadest above it that is common, Zipf >= TOP_MIN_ZIPF, else the broadest), the nearest ones, then
+        the word: animal, domestic cat, egyptian cat; drink, coffee, espresso; vehicle, car, sports car."""
+        above = [w for w in self.broader(word, max_up=64) if not self.entries[self.index[w]].jargon]
+        if not above or levels < 2:
+            return []
+        common = [w for w in above if self.entries[self.index[w]].zipf >= TOP_MIN_ZIPF]
+        top = common[-1] if common else above[-1]
+        picks = [top, *reversed(above[: min(levels - 2, above.index(top))])]  # broad -> specific
+        return [*dict.fromkeys(picks), word]
 
     def broader(self, word: str, max_up: int = 8) -> list[str]:
         """Vocabulary words of the senses above `word`, nearest first (at most `max_up`); [] if unknown."""
@@ -148,6 +204,7 @@ def build_vocabulary(
     training_tags: Iterable[str] = (),
     freq: Callable[[str], float] = zipf_frequency,
     generic: frozenset[str] = GENERIC_SYNSETS,
+    broad_min: int = BROAD_MIN_HYPONYMS,
 ) -> Vocabulary:
     """The open vocabulary (see the module docstring); `size` counts the `wordnet` words only."""
     entries: dict[str, VocabEntry] = {}
@@ -202,6 +259,7 @@ def build_vocabulary(
     ranked = sorted((w for w, z in candidates.items() if z >= min_zipf), key=lambda w: (-candidates[w], w))
     for word in ranked[:size]:
         add(word, wn.synsets(word.replace(" ", "_"), "n")[0], "wordnet", candidates[word])
+    mark_words(wn, entries.values(), broad_min, generic)
     return Vocabulary(list(entries.values()), name_synsets(wn, entries))
 
 

@@ -119,6 +119,7 @@ class OpenCGANSettings:
     feature_gate: float = (
         2.0  # feature branch on when the cosine to a training image >= this (0 always, 2 never)
     )
+    expected: bool = False  # rank by expected votes over the noise draws instead of hard-sample counts
 
 
 @register_method("cgan_open")
@@ -157,5 +158,5 @@ class OpenCGAN(Method):
         s = self.settings
         return self.decoder.tag(
             np.asarray(features, dtype=np.float32), samples=s.samples, neighbors=s.neighbors, top_k=top_k,
-            seed=seed, allowed=allowed, feature_gate=s.feature_gate,
+            seed=seed, allowed=allowed, feature_gate=s.feature_gate, expected=s.expected,
         )  # fmt: skip

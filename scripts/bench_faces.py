@@ -1,0 +1,89 @@
+"""What the face detector costs `tagan tag`, side by side in one run: the default bundle (face words on) against a
+copy of it with the detector off, and `--method imagenet_names` (the network alone), on the same real photos.
+
+    python scripts/bench_faces.py                  # 300 photos of data/photos (photo_eval's), 2 rounds
+
+The photos are photo_eval's real photos (GCompris, Scratch, samples) re-encoded as JPEG in a temp dir. Each
+round runs the three sides as subprocesses (`cli.py tag DIR --format jsonl`, start-up included) in a rotating
+order; the median photos/s per side and the ratios are printed. The machine's load average is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def photos(src: Path, out: Path, n: int) -> int:
+    """Up to n of photo_eval's images as JPEG files in out."""
+    files = sorted(p for p in (src / "images").iterdir() if p.is_file())[:n]
+    for i, path in enumerate(files):
+        with Image.open(path) as im:
+            im.convert("RGB").save(out / f"{i:04d}.jpg", quality=90)
+    return len(files)
+
+
+def no_faces_copy(bundle: Path, out: Path) -> Path:
+    """The bundle with keywords.faces = false (files linked, info.json rewritten)."""
+    shutil.copytree(bundle, out, copy_function=os.link)
+    info = json.loads((out / "info.json").read_text())
+    info["keywords"]["faces"] = False
+    (out / "info.json").unlink()
+    (out / "info.json").write_text(json.dumps(info))
+    return out
+
+
+def run(model: Path, folder: Path, method: str) -> float:
+    cmd = [sys.executable, str(ROOT / "cli.py"), "tag", str(folder), "--model", str(model), "--method", method,
+           "--format", "jsonl", "-q"]  # fmt: skip
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    seconds = time.perf_counter() - t0
+    return len(out.splitlines()) / seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--model", type=Path, default=ROOT / "data/tagger")
+    ap.add_argument("--source", type=Path, default=ROOT / "data/photos")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "photos"
+        folder.mkdir()
+        n = photos(args.source, folder, args.photos)
+        sides = {
+            "default (faces on)": (args.model, "default"),
+            "default, detector off": (no_faces_copy(args.model, Path(tmp) / "nofaces"), "default"),
+            "imagenet_names": (args.model, "imagenet_names"),
+        }
+        speed: dict[str, list[float]] = {name: [] for name in sides}
+        print(f"{n} photos; load average before: {os.getloadavg()[0]:.2f}")
+        for r in range(args.rounds):
+            names = list(sides)[r % len(sides) :] + list(sides)[: r % len(sides)]
+            for name in names:
+                speed[name].append(run(*sides[name][:1], folder, sides[name][1]))
+                print(f"round {r}: {name}: {speed[name][-1]:.1f} photos/s", flush=True)
+        median = {name: statistics.median(v) for name, v in speed.items()}
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        for name, v in median.items():
+            print(
+                f"| {name} | {v:.1f} | {v / median['default, detector off']:.2f} | {v / median['imagenet_names']:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The words a photo gets: a method's ranked words made into the keywords people use (`tagan tag`, photo_eval).
+
+A method ranks vocabulary words with a score. `finish` turns that ranking into keywords:
+
+1. jargon goes (the vocabulary's `jargon` flag: upper-ontology and rare or phrasal WordNet categories such as
+   "consumer goods", "placental"; the rule is in tagan.tagging.vocabulary);
+2. words for people come from the face detector's evidence (tagan.tagging.faces): a face makes "person", two
+   or more "people", scored by the detector's confidence;
+3. broad words (WordNet categories: animal, dog, vehicle) are kept only up to `max_broad` per photo (the
+   person words do not count);
+4. a word is kept only when its score reaches `min_score`, and the method's words at all only when the photo
+   shows something the backbone knows (its largest ImageNet class probability >= `min_confidence`); `top_k` is
+   a ceiling, not a quota: a photo of noise gets nothing.
+
+`Keywords` is stored in the bundle (info.json `keywords`), chosen on the real-photo val split (photo_eval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tagan import config
+from tagan.tagging.index import Tags
+
+
+@dataclass
+class Keywords:
+    """How a method's ranking becomes keywords (params.yaml `tag_eval.keywords`)."""
+
+    min_score: float = (
+        0.0  # a word needs at least this score (the method's own scale: vote share, probability)
+    )
+    min_confidence: float = 0.0  # the photo's largest ImageNet class probability the method's words need
+    max_broad: int = 1  # broad category words kept per photo
+    faces: bool = True  # person words from the face detector
+    candidates: int = 40  # ranked words read per photo before filtering
+
+    def __post_init__(self) -> None:
+        config.check(self.min_score >= 0, "min_score", f"must be >= 0, got {self.min_score}")
+        config.in_range("min_confidence", self.min_confidence, 0.0, 1.0)
+        config.check(self.max_broad >= 0, "max_broad", f"must be >= 0, got {self.max_broad}")
+        config.positive("candidates", self.candidates)
+
+
+def person_words(evidence: np.ndarray | None) -> list[tuple[str, float]]:
+    """(word, score) for people from one photo's face evidence (tagan.tagging.faces.face_evidence)."""
+    from tagan.tagging.faces import face_count
+
+    if evidence is None or face_count(evidence) == 0:
+        return []
+    best = float(evidence[1])
+    return [("person", best), ("people", best)] if face_count(evidence) >= 2 else [("person", best)]
+
+
+def finish(
+    ranked: Tags,
+    *,
+    top_k: int,
+    keywords: Keywords,
+    jargon: set[str] = frozenset(),  # type: ignore[assignment]
+    broad: set[str] = frozenset(),  # type: ignore[assignment]
+    evidence: Sequence[np.ndarray | None] | None = None,
+    confidence: np.ndarray | None = None,
+    allowed: set[str] | None = None,
+) -> Tags:
+    """Per photo: the keywords of its ranked (word, score) list, best first, at most top_k (see module doc);
+    `confidence` (B,): each photo's largest ImageNet class probability (None: no gate)."""
+    out: Tags = []
+    for i, row in enumerate(ranked):
+        people = person_words(evidence[i]) if keywords.faces and evidence is not None else []
+        if confidence is not None and confidence[i] < keywords.min_confidence:
+            row = []  # nothing the backbone recognises: only what the face detector saw
+        kept: list[tuple[str, float]] = []
+        seen: set[str] = set()
+        n_broad = 0
+        for j, (word, score) in enumerate([*people, *row]):
+            if word in seen or word in jargon or score < keywords.min_score:
+                continue
+            if allowed is not None and word not in allowed:
+                continue
+            if word in broad and j >= len(people):  # person words are not capped
+                if n_broad >= keywords.max_broad:
+                    continue
+                n_broad += 1
+            seen.add(word)
+            kept.append((word, float(score)))
+            if len(kept) >= top_k:
+                break
+        out.append(kept)
+    return out

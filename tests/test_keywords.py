@@ -1,0 +1,50 @@
+"""The words a photo gets (tagan.tagging.keywords): no jargon, person words from faces, a threshold, a broad cap."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tagan.tagging.faces import Face, face_evidence
+from tagan.tagging.keywords import Keywords, finish, person_words
+
+RANKED = [("scottish terrier", 0.30), ("placental", 0.20), ("dog", 0.15), ("animal", 0.10), ("leash", 0.05),
+          ("mouth harp", 0.01)]  # fmt: skip
+JARGON, BROAD = {"placental"}, {"dog", "animal"}
+
+
+def faces(n: int, score: float = 0.99) -> np.ndarray:
+    return face_evidence([Face((0, 0, 10, 10), score, 0.01)] * n)
+
+
+def test_jargon_goes_broad_words_are_capped_and_the_threshold_is_a_ceiling_not_a_quota() -> None:
+    (kept,) = finish(
+        [RANKED], top_k=10, keywords=Keywords(min_score=0.02, max_broad=1), jargon=JARGON, broad=BROAD
+    )
+    assert [w for w, _ in kept] == [
+        "scottish terrier",
+        "dog",
+        "leash",
+    ]  # no placental, one broad word, no 1-vote word
+    (every,) = finish([RANKED], top_k=10, keywords=Keywords(max_broad=2), jargon=JARGON, broad=BROAD)
+    assert [w for w, _ in every] == ["scottish terrier", "dog", "animal", "leash", "mouth harp"]
+    (two,) = finish([RANKED], top_k=2, keywords=Keywords(), jargon=JARGON, broad=BROAD)
+    assert [w for w, _ in two] == ["scottish terrier", "dog"]
+    (none,) = finish(
+        [[("static", 0.01), ("window screen", 0.01)]], top_k=10, keywords=Keywords(min_score=0.02)
+    )
+    assert none == []  # a photo of noise: nothing the method is sure of, nothing written
+
+
+def test_faces_make_person_words_that_lead_and_are_not_capped() -> None:
+    assert person_words(faces(0)) == [] and person_words(None) == []
+    assert [w for w, _ in person_words(faces(1))] == ["person"]
+    assert [w for w, _ in person_words(faces(4))] == ["person", "people"]
+    assert person_words(faces(1, 0.97))[0][1] == np.float32(0.97)
+    rules = Keywords(min_score=0.02, max_broad=1)
+    broad = BROAD | {"person", "people"}
+    (kept,) = finish([RANKED], top_k=4, keywords=rules, jargon=JARGON, broad=broad, evidence=[faces(2)])
+    assert [w for w, _ in kept] == ["person", "people", "scottish terrier", "dog"]
+    (off,) = finish([RANKED], top_k=4, keywords=Keywords(faces=False), broad=broad, evidence=[faces(2)])
+    assert "person" not in [w for w, _ in off]
+    (only,) = finish([RANKED], top_k=4, keywords=rules, evidence=[faces(1)], allowed={"dog"})
+    assert [w for w, _ in only] == ["dog"]  # --vocab restricts the person words too
