@@ -21,7 +21,14 @@ from tagan import config, stage
 from tagan.config import Runtime
 from tagan.errors import UserError
 from tagan.evaluation.photo_choices import PhotoChoices, decoding_grid
-from tagan.evaluation.photo_report import FREE_METHODS, add_free_margin, keywords_grid, report, val_grid
+from tagan.evaluation.photo_report import (
+    FREE_METHODS,
+    add_free_margin,
+    keywords_grid,
+    raw_rules,
+    report,
+    val_grid,
+)
 from tagan.evaluation.photo_scores import photo_metrics, synthetic_images
 from tagan.evaluation.photo_set import GCOMPRIS_RCC_DIR, KINDS, SCRATCH_MEDIA, build_photo_set, summary
 from tagan.evaluation.reports import examples_grid
@@ -58,7 +65,7 @@ class Params:
         default_factory=lambda: [0.0, 0.5, 0.55, 0.6, 2.0]
     )  # cgan_open feature gate
     min_score_grid: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2])  # keywords
-    min_confidence_grid: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])  # keywords
+    max_entropy_grid: list[float] = field(default_factory=lambda: [5.0, 5.25, 5.5, 5.75, 7.0])  # keywords
     examples: int = 16  # test photos in reports/photo_examples.png
     wordnet_dir: Path = DEBIAN_WORDNET
     cache_dir: Path = Path(".cache/wordnet")
@@ -75,7 +82,7 @@ class Params:
             ("open_neighbors", c.open_neighbors, self.open_neighbors_grid),
             ("open_feature_gate", c.open_feature_gate, self.open_gate_grid),
             ("min_score", c.min_score, self.min_score_grid),
-            ("min_confidence", c.min_confidence, self.min_confidence_grid),
+            ("max_entropy", c.max_entropy, self.max_entropy_grid),
         ):
             config.check(value in grid, f"chosen.{key}", f"{value} is not on its val grid {grid}")
 
@@ -141,18 +148,18 @@ def run(
     tables: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
     preds: dict[str, list[list[str]]] = {}
     for name in names:
-        # a method's own row: its ranking as `tagan tag --method NAME --min-score 0` writes it (no jargon, no
-        # faces); `default`: what plain `tagan tag` writes (the default method, its threshold, face words)
+        # a method's own row: its ranking without jargon (no threshold, no noise gate, no face words);
+        # `default`: what plain `tagan tag` writes (the default method, its keyword rules, face words)
         tagger = Tagger.load(bundle_dir, default if name == "default" else name)
         ev = evidence if name == "default" else None
-        threshold = None if name == "default" else 0.0
-        words = [[w for w, _ in t] for t in tagger.tag(x, top_k=10, evidence=ev, min_score=threshold)]
+        rules = None if name == "default" else raw_rules(bundle)
+        words = [[w for w, _ in t] for t in tagger.tag(x, top_k=10, evidence=ev, rules=rules)]
         preds[name] = words
         for split in tables:
             tables[split][name] = scores(words, split)
         for split, (x_noise, ev_noise) in noise.items():
             made = tagger.tag(
-                x_noise, top_k=10, evidence=ev_noise if name == "default" else None, min_score=threshold
+                x_noise, top_k=10, evidence=ev_noise if name == "default" else None, rules=rules
             )
             tables[split][name]["noise_keywords_per_image"] = float(np.mean([len(t) for t in made]))
         if name == "default":
@@ -165,7 +172,7 @@ def run(
         x[rows["val"]], [photos[i] for i in rows["val"]], training, jargon, wn,
     )  # fmt: skip
     words_grid = keywords_grid(
-        bundle_dir, FREE_METHODS + ("cgan_open",), cfg.min_score_grid, cfg.min_confidence_grid, x[rows["val"]],
+        bundle_dir, FREE_METHODS + ("cgan_open",), cfg.min_score_grid, cfg.max_entropy_grid, x[rows["val"]],
         [evidence[i] for i in rows["val"]], noise["val"], [photos[i] for i in rows["val"]], training, jargon, wn,
     )  # fmt: skip
     flat: dict[str, float] = {}
@@ -180,8 +187,11 @@ def run(
     flat["seconds"] = time.perf_counter() - t0
     text = report(tables, {**grid, **words_grid}, photos, default, bundle.aliases)
     write_text(Path(reports_dir) / "photo_eval_table.md", text)
-    r = np.array(rows["test"], dtype=np.int64)
-    pick = r[np.linspace(0, len(r) - 1, min(cfg.examples, len(r))).astype(int)] if cfg.examples else r[:0]
+    pick = []  # test photos of each kind, evenly spaced: people, scenes, the rest
+    for kind, share in (("people", 3), ("scene", 3), ("other", 2)):
+        r = [i for i in rows["test"] if photos[i].kind == kind]
+        n = min(len(r), cfg.examples * share // 8)
+        pick += [r[j] for j in np.linspace(0, len(r) - 1, n).astype(int)] if n else []
     examples_grid(
         [photos[i].path for i in pick], [[photos[i].label] for i in pick], [preds["default"][i] for i in pick],
         Path(reports_dir) / "photo_examples.png", label="tagan",

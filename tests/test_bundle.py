@@ -145,7 +145,7 @@ def test_cli_tags_a_real_photo_with_a_real_world_word_absent_from_the_training_t
         train_open(open_cfg, runtime, paths["items"], paths["vocab"], paths["features"], tmp_path / "emb",
                    tmp_path / "vocabulary", tmp_path / "open.pt", tmp_path / "open.csv")  # fmt: skip
     cfg = EvalParams(samples=8, mlp_epochs=2, knn_k=[1], tuned_neighbors=[1], examples=0, image_split=False,
-                     chosen=PhotoChoices(min_score=0.0, min_confidence=0.0))  # fmt: skip
+                     chosen=PhotoChoices(min_score=0.0, max_entropy=7.0))  # fmt: skip
     evaluate(cfg, runtime, paths["items"], paths["vocab"], paths["features"], tmp_path / "emb",
              {"paper": tmp_path / "paper.pt"}, tmp_path / "tagger", tmp_path / "reports",
              open_cgan=tmp_path / "open.pt", vocabulary_dir=tmp_path / "vocabulary")  # fmt: skip

@@ -232,7 +232,7 @@ def make_bundle(root: Path) -> Path:
         tuned_neighbors=[1, 3],
         examples=2,
         image_split=False,
-        chosen=PhotoChoices(min_score=0.0, min_confidence=0.0),  # generated photos: no real-photo threshold
+        chosen=PhotoChoices(min_score=0.0, max_entropy=7.0),  # generated photos: no real-photo threshold
     )
     evaluate(cfg, runtime, paths["items"], paths["vocab"], paths["features"], root / "emb",
              {"paper": root / "paper.pt"}, root / "tagger", root / "reports")  # fmt: skip

@@ -48,3 +48,13 @@ def test_faces_make_person_words_that_lead_and_are_not_capped() -> None:
     assert "person" not in [w for w, _ in off]
     (only,) = finish([RANKED], top_k=4, keywords=rules, evidence=[faces(1)], allowed={"dog"})
     assert [w for w, _ in only] == ["dog"]  # --vocab restricts the person words too
+
+
+def test_a_photo_the_backbone_cannot_read_gets_only_what_the_face_detector_saw() -> None:
+    rules = Keywords(max_entropy=5.5)
+    noise, photo = [RANKED, RANKED]
+    kept = finish(
+        [noise, photo], top_k=10, keywords=rules, entropy=np.array([6.2, 3.0]), evidence=[faces(1), None]
+    )
+    assert [w for w, _ in kept[0]] == ["person"]  # noise-like posterior: no method words, the face stays
+    assert len(kept[1]) == len(RANKED)

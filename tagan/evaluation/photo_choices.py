@@ -24,8 +24,8 @@ class PhotoChoices:
     open_feature_gate: float = 0.6  # cgan_open: feature branch on when the cosine to a training image >= this
     open_expected: bool = True  # cgan_open: rank by expected votes (True) or hard-sample counts
     min_score: float = 0.01  # the default method's keyword threshold (its score scale)
-    min_confidence: float = (
-        0.2  # keywords only for photos whose largest ImageNet class probability reaches this
+    max_entropy: float = (
+        5.5  # keywords only for photos whose ImageNet posterior entropy (nats) is at most this
     )
     max_broad: int = 1  # broad category words per photo
     faces: bool = True  # person words from the face detector
@@ -38,7 +38,7 @@ class PhotoChoices:
         """The default method's keyword rules (tagan.tagging.keywords) these choices make."""
         return Keywords(
             min_score=self.min_score,
-            min_confidence=self.min_confidence,
+            max_entropy=self.max_entropy,
             max_broad=self.max_broad,
             faces=self.faces,
         )

@@ -15,6 +15,7 @@ from tagan.evaluation.photo_set import Photo, group_key, summary
 from tagan.evaluation.scoring import paired_group_bootstrap
 from tagan.tagging import methods
 from tagan.tagging.bundle import Bundle
+from tagan.tagging.keywords import Keywords
 from tagan.tagging.tagger import Tagger
 
 FREE_METHODS = (
@@ -69,14 +70,14 @@ def val_grid(
         method = methods.load_method(bundle_dir, name, bundle, resources)
         for change in changes:
             tagger = Tagger(bundle_dir, name, bundle, method.variant(**change))
-            tags = tagger.tag(x, top_k=10, min_score=0.0)
+            tags = tagger.tag(x, top_k=10, rules=raw_rules(bundle))
             row = " ".join([name, *(f"{k}={v}" for k, v in change.items())])
             out[row] = photo_metrics([[w for w, _ in t] for t in tags], photos, training, jargon, wn)
     return out
 
 
 def keywords_grid(
-    bundle_dir: Path, names: Sequence[str], min_scores: Sequence[float], min_confidences: Sequence[float],
+    bundle_dir: Path, names: Sequence[str], min_scores: Sequence[float], max_entropies: Sequence[float],
     x: np.ndarray, evidence: Sequence[np.ndarray | None], noise: tuple[np.ndarray, list[np.ndarray | None]],
     photos: Sequence[Photo], training: set[str], jargon: set[str], wn: Any,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
@@ -87,19 +88,20 @@ def keywords_grid(
         if name not in bundle.methods:
             continue
         tagger = Tagger.load(bundle_dir, name)
-        for confidence in min_confidences:
-            rules = dataclasses.replace(bundle.keywords, faces=True, min_confidence=confidence)
-            tagger.bundle = dataclasses.replace(bundle, keywords=rules)
+        for entropy in max_entropies:
             for score in min_scores:
-                tags = tagger.tag(x, top_k=10, evidence=evidence, min_score=score)
+                rules = dataclasses.replace(bundle.keywords, faces=True, max_entropy=entropy, min_score=score)
+                tags = tagger.tag(x, top_k=10, evidence=evidence, rules=rules)
                 m = photo_metrics([[w for w, _ in t] for t in tags], photos, training, jargon, wn)
-                m["noise_keywords_per_image"] = float(
-                    np.mean(
-                        [len(t) for t in tagger.tag(noise[0], top_k=10, evidence=noise[1], min_score=score)]
-                    )
-                )
-                out[f"keywords {name} min_confidence={confidence} min_score={score}"] = m
+                made = tagger.tag(noise[0], top_k=10, evidence=noise[1], rules=rules)
+                m["noise_keywords_per_image"] = float(np.mean([len(t) for t in made]))
+                out[f"keywords {name} max_entropy={entropy} min_score={score}"] = m
     return out
+
+
+def raw_rules(bundle: Bundle) -> Keywords:
+    """A method's ranking as it is: no jargon, the broad-word cap, no threshold, no noise gate, no face words."""
+    return Keywords(max_broad=bundle.keywords.max_broad, faces=False, candidates=bundle.keywords.candidates)
 
 
 def table_md(table: dict[str, dict[str, float]]) -> str:

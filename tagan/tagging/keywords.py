@@ -9,8 +9,9 @@ A method ranks vocabulary words with a score. `finish` turns that ranking into k
 3. broad words (WordNet categories: animal, dog, vehicle) are kept only up to `max_broad` per photo (the
    person words do not count);
 4. a word is kept only when its score reaches `min_score`, and the method's words at all only when the photo
-   shows something the backbone knows (its largest ImageNet class probability >= `min_confidence`); `top_k` is
-   a ceiling, not a quota: a photo of noise gets nothing.
+   shows something the backbone knows: the entropy of its ImageNet posterior at most `max_entropy` nats (noise,
+   blank and gradient images score 5.5-6.7, real photos mostly 0.5-5.3; 6.91 is uniform); `top_k` is a
+   ceiling, not a quota: a photo of noise gets nothing.
 
 `Keywords` is stored in the bundle (info.json `keywords`), chosen on the real-photo val split (photo_eval).
 """
@@ -33,14 +34,16 @@ class Keywords:
     min_score: float = (
         0.0  # a word needs at least this score (the method's own scale: vote share, probability)
     )
-    min_confidence: float = 0.0  # the photo's largest ImageNet class probability the method's words need
+    max_entropy: float = (
+        7.0  # nats of the photo's ImageNet posterior above which it gets no method words (7: off)
+    )
     max_broad: int = 1  # broad category words kept per photo
     faces: bool = True  # person words from the face detector
     candidates: int = 40  # ranked words read per photo before filtering
 
     def __post_init__(self) -> None:
         config.check(self.min_score >= 0, "min_score", f"must be >= 0, got {self.min_score}")
-        config.in_range("min_confidence", self.min_confidence, 0.0, 1.0)
+        config.check(self.max_entropy > 0, "max_entropy", f"must be > 0, got {self.max_entropy}")
         config.check(self.max_broad >= 0, "max_broad", f"must be >= 0, got {self.max_broad}")
         config.positive("candidates", self.candidates)
 
@@ -63,15 +66,15 @@ def finish(
     jargon: set[str] = frozenset(),  # type: ignore[assignment]
     broad: set[str] = frozenset(),  # type: ignore[assignment]
     evidence: Sequence[np.ndarray | None] | None = None,
-    confidence: np.ndarray | None = None,
+    entropy: np.ndarray | None = None,
     allowed: set[str] | None = None,
 ) -> Tags:
     """Per photo: the keywords of its ranked (word, score) list, best first, at most top_k (see module doc);
-    `confidence` (B,): each photo's largest ImageNet class probability (None: no gate)."""
+    `entropy` (B,): each photo's ImageNet posterior entropy in nats (None: no gate)."""
     out: Tags = []
     for i, row in enumerate(ranked):
         people = person_words(evidence[i]) if keywords.faces and evidence is not None else []
-        if confidence is not None and confidence[i] < keywords.min_confidence:
+        if entropy is not None and entropy[i] > keywords.max_entropy:
             row = []  # nothing the backbone recognises: only what the face detector saw
         kept: list[tuple[str, float]] = []
         seen: set[str] = set()

@@ -51,11 +51,12 @@ class Tagger:
         }
 
     def keywords(self, min_score: float | None = None) -> Keywords:
-        """This method's keyword rules: the bundle's (the default method's threshold only for that method)."""
+        """This method's keyword rules: the bundle's; its threshold and noise gate, chosen for the default method,
+        apply to that method only (`min_score` overrides the threshold)."""
         rules = self.bundle.keywords
-        default = self.bundle.aliases.get("default") == self.method
-        score = min_score if min_score is not None else (rules.min_score if default else 0.0)
-        return dataclasses.replace(rules, min_score=score)
+        if self.bundle.aliases.get("default") != self.method:
+            rules = dataclasses.replace(rules, min_score=0.0, max_entropy=Keywords.max_entropy)
+        return rules if min_score is None else dataclasses.replace(rules, min_score=min_score)
 
     @property
     def wants_faces(self) -> bool:
@@ -77,9 +78,10 @@ class Tagger:
         neighbors: int | None = None,
         evidence: Sequence[np.ndarray | None] | None = None,
         min_score: float | None = None,
+        rules: Keywords | None = None,
     ) -> Tags:
         """Keywords for images given their features (B, F) and face evidence (B items, or None): per image up to
-        top_k (word, score), best first."""
+        top_k (word, score), best first. `rules` replaces this method's keyword rules (photo_eval's grids)."""
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != self.feature_dim:
             raise UserError(
@@ -91,16 +93,18 @@ class Tagger:
             raise UserError("none of the allowed tags is in the model's vocabulary; check the tag list")
         settings = vars(self.model.settings)
         change = {k: v for k, v in (("samples", samples), ("neighbors", neighbors)) if k in settings}
-        rules = self.keywords(min_score)
+        rules = self.keywords(min_score) if rules is None else rules
         ranked = self.model.variant(**change).tag(
             features, top_k=max(top_k, rules.candidates), seed=seed, allowed=allowed_set
         )
         resources = self.model.resources
-        gate = rules.min_confidence > 0 and resources.has_head()
-        confidence = resources.posterior(features).max(axis=1) if gate else None  # (B,)
+        entropy = None
+        if rules.max_entropy < np.log(1000) and resources.has_head():
+            post = resources.posterior(features)  # (B, C)
+            entropy = -(post * np.log(np.maximum(post, 1e-12))).sum(axis=1)  # (B,) nats
         return finish(
             ranked, top_k=top_k, keywords=rules, jargon=self.jargon, broad=self.broad, evidence=evidence,
-            confidence=confidence, allowed=allowed_set,
+            entropy=entropy, allowed=allowed_set,
         )  # fmt: skip
 
     @functools.cached_property
