@@ -24,9 +24,7 @@ class PhotoChoices:
     open_feature_gate: float = 0.6  # cgan_open: feature branch on when the cosine to a training image >= this
     open_expected: bool = True  # cgan_open: rank by expected votes (True) or hard-sample counts
     min_score: float = 0.01  # the default method's keyword threshold (its score scale)
-    max_entropy: float = (
-        5.5  # keywords only for photos whose ImageNet posterior entropy (nats) is at most this
-    )
+    max_entropy: float = 5.0  # keywords only when the ImageNet posterior's entropy (nats) is at most this
     max_broad: int = 1  # broad category words per photo
     faces: bool = True  # person words from the face detector
 
