@@ -21,7 +21,7 @@ class PhotoChoices:
     wordnet_beta: float = 0.5  # wordnet: specificity exponent
     wordnet_gamma: float = 1.0  # wordnet: word-frequency exponent
     open_neighbors: int = 1  # cgan_open: words each sample votes for
-    open_feature_gate: float = 0.6  # cgan_open: feature branch on when the cosine to a training image >= this
+    open_feature_gate: float = 0.55  # cgan_open: feature branch on when the cosine to a training image >= this
     open_expected: bool = True  # cgan_open: rank by expected votes (True) or hard-sample counts
     min_score: float = 0.01  # the default method's keyword threshold (its score scale)
     max_entropy: float = 5.0  # keywords only when the ImageNet posterior's entropy (nats) is at most this
