@@ -504,3 +504,24 @@ def test_ctrl_c_leaves_no_partial_sidecar_or_output_and_the_run_resumes(tmp_path
     status = {Path(r["path"]).name: r["status"] for r in map(json.loads, resumed.stdout.splitlines())}
     assert status == {"p000.jpg": "cached", **{f"p{i:03d}.jpg": "ok" for i in range(1, 6)}}
     assert len(list(folder.glob("*.xmp"))) == 6 and not list(folder.glob(".*"))
+
+
+@pytest.mark.slow
+def test_people_get_person_words_unless_no_faces(tmp_path: Path, bundle: Path) -> None:
+    from skimage import data as photos_of
+
+    from tagan.photos.session import TagOptions, tag_features
+
+    Image.fromarray(photos_of.astronaut()).save(tmp_path / "astronaut.jpg")
+    Image.fromarray(photos_of.chelsea()).save(tmp_path / "cat.jpg")
+    paths = [tmp_path / "astronaut.jpg", tmp_path / "cat.jpg"]
+    for no_faces, expect in ((False, [True, False]), (True, [False, False])):
+        args = cli.build_parser().parse_args(["tag", "--model", str(bundle), "--workers", "0", "--device", "cpu",
+                                              *(["--no-faces"] if no_faces else []), str(tmp_path)])  # fmt: skip
+        session = cli.open_session(args)
+        got = [
+            tag_features(session, e.feature, TagOptions(), e.faces)
+            for e in cli.photo_features(session, paths, args)
+        ]
+        assert ["person" in [w for w, _ in tags] for tags in got] == expect
+        assert session.settings(TagOptions())["faces"] is not no_faces  # the ledger re-tags when it changes

@@ -139,13 +139,14 @@ class Session:
     decode: dict[str, int] = field(default_factory=dict)  # max_side / max_pixels the features were made with
     path_of: Any = None  # word -> hypernym path, for keyword hierarchies (None: flat)
     vocab_hash: str | None = None  # blake2b of the --vocab file (a setting the ledger records)
+    faces: bool = True  # the face detector runs (the bundle's keyword rules ask for it and no --no-faces)
     # dry run: the last sidecar and what it would get (net_of_planned)
     planned: tuple[Path | None, dict[str, dict[str, set[str]]]] = field(default_factory=lambda: (None, {}))
 
     def settings(self, opts: TagOptions) -> dict[str, Any]:
         """The settings that change a photo's tags, as the made-from ledger records them."""
         return {"top_k": opts.top_k, "min_score": opts.min_score, "samples": opts.samples, "seed": opts.seed,
-                "vocab": self.vocab_hash, "runtime": self.backbone.runtime}  # fmt: skip
+                "vocab": self.vocab_hash, "runtime": self.backbone.runtime, "faces": self.faces}  # fmt: skip
 
 
 def open_session(
@@ -155,6 +156,7 @@ def open_session(
     vocab: Path | None = None,
     runtime: str | None = None,
     device: str = "auto",
+    faces: bool = True,
 ) -> Session:
     """Load the model bundle (first: a missing model fails before anything else loads) and its backbone."""
     tagger = load_tagger(model_dir, method)
@@ -174,7 +176,7 @@ def open_session(
         torch.set_num_threads(1)
     decode = {"max_side": feats.max_side, "max_pixels": feats.max_pixels}
     return Session(tagger, backbone, model_id(model_dir, method), allowed, decode, path_of,
-                   ledger.file_hash(vocab) if vocab else None)  # fmt: skip
+                   ledger.file_hash(vocab) if vocab else None, faces and tagger.wants_faces)  # fmt: skip
 
 
 def photo_features(session: Session, paths: list[Path], *, batch_size: int, workers: int) -> Iterator[Any]:
@@ -183,7 +185,7 @@ def photo_features(session: Session, paths: list[Path], *, batch_size: int, work
     from tagan.tagging.features import extract_features  # torch: not for --help
 
     return extract_features(
-        paths, session.backbone, batch_size=batch_size, workers=workers, faces=session.tagger.wants_faces,
+        paths, session.backbone, batch_size=batch_size, workers=workers, faces=session.faces,
         **session.decode,
     )  # fmt: skip
 
