@@ -78,7 +78,12 @@ def run(
     words = [w for w in head_words(vocab, data.vocab) if w in index.word_index]
     hid = {w: i for i, w in enumerate(words)}
     targets = class_targets(
-        classes, vocab, hid, max_hops=cfg.train.max_hops, specificity=cfg.train.specificity
+        classes,
+        vocab,
+        hid,
+        max_hops=cfg.train.max_hops,
+        specificity=cfg.train.specificity,
+        setting=cfg.train.setting,
     )
     pairs = ClassPairs(targets, related_classes(classes), a_min=cfg.train.a_min)
     rows, tags = zip(*[(r, hid[t]) for r in data.rows("train") for t in data.tags[r] if t in hid])

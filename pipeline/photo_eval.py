@@ -65,7 +65,10 @@ class Params:
         default_factory=lambda: [0.0, 0.5, 0.55, 0.6, 2.0]
     )  # cgan_open feature gate
     min_score_grid: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2])  # keywords
-    max_entropy_grid: list[float] = field(default_factory=lambda: [5.0, 5.25, 5.5, 5.75, 7.0])  # keywords
+    max_entropy_grid: list[float] = field(default_factory=lambda: [4.5, 5.0, 5.5, 7.0])  # noise gate
+    min_active_grid: list[float] = field(
+        default_factory=lambda: [0.28, 0.32, 0.36, 1.0]
+    )  # noise gate (1: entropy alone)
     examples: int = 16  # test photos in reports/photo_examples.png
     wordnet_dir: Path = DEBIAN_WORDNET
     cache_dir: Path = Path(".cache/wordnet")
@@ -83,6 +86,7 @@ class Params:
             ("open_feature_gate", c.open_feature_gate, self.open_gate_grid),
             ("min_score", c.min_score, self.min_score_grid),
             ("max_entropy", c.max_entropy, self.max_entropy_grid),
+            ("min_active", c.min_active, self.min_active_grid),
         ):
             config.check(value in grid, f"chosen.{key}", f"{value} is not on its val grid {grid}")
 
@@ -172,7 +176,8 @@ def run(
         x[rows["val"]], [photos[i] for i in rows["val"]], training, jargon, wn,
     )  # fmt: skip
     words_grid = keywords_grid(
-        bundle_dir, FREE_METHODS + ("cgan_open",), cfg.min_score_grid, cfg.max_entropy_grid, x[rows["val"]],
+        bundle_dir, FREE_METHODS + ("cgan_open",), cfg.min_score_grid,
+        [(e, a) for e in cfg.max_entropy_grid for a in cfg.min_active_grid], x[rows["val"]],
         [evidence[i] for i in rows["val"]], noise["val"], [photos[i] for i in rows["val"]], training, jargon, wn,
     )  # fmt: skip
     flat: dict[str, float] = {}

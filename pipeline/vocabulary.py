@@ -61,12 +61,14 @@ def run(
         imagenet_wnids=wnids, training_tags=tags,
     )  # fmt: skip
     vocab.save(out_dir)
-    if wnids:
-        write_json(Path(out_dir) / "imagenet.json", imagenet_classes(wn, wnids).to_json())
+    classes = imagenet_classes(wn, wnids) if wnids else None
+    if classes is not None:
+        write_json(Path(out_dir) / "imagenet.json", classes.to_json())
     first = Counter(e.sources[0] for e in vocab.entries)
     metrics = {
         "size": len(vocab),
-        **{f"words_{s}": first.get(s, 0) for s in ("imagenet", "hypernym", "training", "wordnet")},
+        **{f"words_{s}": first.get(s, 0) for s in ("imagenet", "hypernym", "setting", "training", "wordnet")},
+        "classes_with_setting": sum(bool(w) for w in classes.settings) if classes is not None else 0,
         "training_tags": len(tags),
         "with_synset": sum(e.synset is not None for e in vocab.entries),
         "named_synsets": len(vocab.synset_words),

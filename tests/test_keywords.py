@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tagan.tagging.faces import Face, face_evidence
-from tagan.tagging.keywords import Keywords, finish, person_words
+from tagan.tagging.keywords import Keywords, finish, noise_gate, person_words
 
 RANKED = [("scottish terrier", 0.30), ("placental", 0.20), ("dog", 0.15), ("animal", 0.10), ("leash", 0.05),
           ("mouth harp", 0.01)]  # fmt: skip
@@ -51,10 +51,13 @@ def test_faces_make_person_words_that_lead_and_are_not_capped() -> None:
 
 
 def test_a_photo_the_backbone_cannot_read_gets_only_what_the_face_detector_saw() -> None:
-    rules = Keywords(max_entropy=5.5)
-    noise, photo = [RANKED, RANKED]
-    kept = finish(
-        [noise, photo], top_k=10, keywords=rules, entropy=np.array([6.2, 3.0]), evidence=[faces(1), None]
-    )
-    assert [w for w, _ in kept[0]] == ["person"]  # noise-like posterior: no method words, the face stays
-    assert len(kept[1]) == len(RANKED)
+    rules = Keywords(max_entropy=4.5, min_active=0.34)
+    flat, peaked = np.full(1000, 1e-3), np.eye(1000)[7] * 0.99 + 1e-5
+    sparse, dense = (np.arange(100) < 20).astype(float), (np.arange(100) < 60).astype(float)
+    # noise: flat and sparse; a forest: flat but dense; a cat close-up: peaked and sparse
+    gated = noise_gate(np.stack([sparse, dense, sparse]), np.stack([flat, flat, peaked]), rules)
+    assert gated.tolist() == [True, False, False]
+    assert not noise_gate(sparse[None], flat[None], Keywords()).any()  # the defaults: no gate
+    kept = finish([RANKED] * 3, top_k=10, keywords=rules, gated=gated, evidence=[faces(1), None, None])
+    assert [w for w, _ in kept[0]] == ["person"]  # no method words, the face stays
+    assert len(kept[1]) == len(kept[2]) == len(RANKED)

@@ -144,3 +144,19 @@ def test_open_cgan_task_trains_with_the_shared_trainer(tmp_path: Path, monkeypat
     assert b1.cond.shape == (8, n_cls + f + 1) and (b1.cond[4:, -1] == 0).all()  # class pairs: no features
     fitted = gan.fit(task, g, d, train, gan.OptimConfig(lr=1e-3), name="open_test", config_dict={}, seed=0)
     assert len(fitted.rows) == 3 and all(np.isfinite(r["d_loss"]) for r in fitted.rows)
+
+
+def test_class_pairs_give_a_share_to_the_places_a_class_is_seen_in(tmp_path: Path) -> None:
+    vocab, classes = _mini(tmp_path)
+    classes.settings = [["tower", "golden retriever"], [], ["tower"]]  # a place, and the class's own word
+    head = [*head_words(vocab, []), "tower"]
+    hid = {w: i for i, w in enumerate(head)}
+    plain = class_targets(classes, vocab, hid, max_hops=3, generic=GENERIC)
+    mixed = class_targets(classes, vocab, hid, max_hops=3, setting=0.3, generic=GENERIC)
+    assert hid["tower"] not in plain[0][0]
+    ids, p = mixed[0]
+    assert np.isclose(p[list(ids).index(hid["tower"])], 0.3 * p[: len(plain[0][0])].max()) and np.isclose(
+        p.sum(), 1
+    )
+    assert list(ids).count(hid["golden retriever"]) == 1  # an own word stays an own word
+    assert np.array_equal(mixed[1][0], plain[1][0])  # no setting: the class's targets as before

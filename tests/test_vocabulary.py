@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from wordnet_fixtures import GENERIC, freq, mini_wordnet, wnid
 
 from pipeline.vocabulary import Params, run
 from tagan.config import Runtime
-from tagan.tagging.vocabulary import Vocabulary, build_vocabulary, imagenet_classes, normalize
-from tagan.tagging.wordnet import ancestors, hypernym_chain, lexnames_text
+from tagan.tagging.vocabulary import (
+    VocabEntry,
+    Vocabulary,
+    build_vocabulary,
+    imagenet_classes,
+    normalize,
+    setting_words,
+)
+from tagan.tagging.wordnet import DEBIAN_WORDNET, ancestors, hypernym_chain, lexnames_text, load_wordnet
 
 
 def test_mini_wordnet_reads_through_nltk(tmp_path: Path) -> None:
@@ -114,3 +122,27 @@ def test_words_people_use_jargon_broad_and_short_paths(tmp_path: Path) -> None:
     assert vocab.path("animal") == [] and vocab.path("no such word") == []
     vocab.save(tmp_path / "v")
     assert Vocabulary.load(tmp_path / "v").jargon == vocab.jargon
+
+
+@pytest.mark.skipif(not (DEBIAN_WORDNET / "data.noun").exists(), reason="Debian wordnet-base missing")
+def test_the_places_a_class_gloss_names_are_its_setting(tmp_path: Path) -> None:
+    wn = load_wordnet(tmp_path / "wordnet")
+    assert setting_words(wn, wn.synset("seashore.n.01")) == [
+        "shore",
+        "sea",
+        "ocean",
+    ]  # "the shore of a sea or ocean"
+    assert setting_words(wn, wn.synset("lakeside.n.01")) == ["shore", "lake"]
+    assert setting_words(wn, wn.synset("alp.n.01")) == ["mountain"]
+    assert setting_words(wn, wn.synset("barbell.n.01")) == []  # "a bar to which heavy discs are attached"
+    assert setting_words(wn, wn.synset("chihuahua.n.03")) == []  # "tiny short-haired dog": no adjectives
+    assert setting_words(wn, wn.synset("piggy_bank.n.01")) == []  # "a child's coin bank"
+
+
+def test_places_are_not_capped_like_broad_categories() -> None:
+    vocab = Vocabulary(
+        [VocabEntry("animal", "animal.n.01", 5.3, ["hypernym"], broad=True),
+         VocabEntry("lake", "lake.n.01", 4.9, ["setting"], broad=True),
+         VocabEntry("tabby", "tabby.n.01", 2.8, ["imagenet"])]
+    )  # fmt: skip
+    assert vocab.capped == {"animal"}  # "animal, dog, mammal" stack up; "lake" names the scene

@@ -21,10 +21,13 @@ class PhotoChoices:
     wordnet_beta: float = 0.5  # wordnet: specificity exponent
     wordnet_gamma: float = 1.0  # wordnet: word-frequency exponent
     open_neighbors: int = 1  # cgan_open: words each sample votes for
-    open_feature_gate: float = 0.55  # cgan_open: feature branch on when the cosine to a training image >= this
+    open_feature_gate: float = (
+        0.55  # cgan_open: feature branch on when the cosine to a training image >= this
+    )
     open_expected: bool = True  # cgan_open: rank by expected votes (True) or hard-sample counts
     min_score: float = 0.01  # the default method's keyword threshold (its score scale)
-    max_entropy: float = 5.0  # keywords only when the ImageNet posterior's entropy (nats) is at most this
+    max_entropy: float = 4.5  # noise gate: no keywords when the posterior's entropy (nats) is above this ...
+    min_active: float = 0.32  # ... and fewer than this share of the backbone's feature channels fire
     max_broad: int = 1  # broad category words per photo
     faces: bool = True  # person words from the face detector
 
@@ -37,6 +40,7 @@ class PhotoChoices:
         return Keywords(
             min_score=self.min_score,
             max_entropy=self.max_entropy,
+            min_active=self.min_active,
             max_broad=self.max_broad,
             faces=self.faces,
         )

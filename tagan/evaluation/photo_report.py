@@ -77,25 +77,28 @@ def val_grid(
 
 
 def keywords_grid(
-    bundle_dir: Path, names: Sequence[str], min_scores: Sequence[float], max_entropies: Sequence[float],
+    bundle_dir: Path, names: Sequence[str], min_scores: Sequence[float], gates: Sequence[tuple[float, float]],
     x: np.ndarray, evidence: Sequence[np.ndarray | None], noise: tuple[np.ndarray, list[np.ndarray | None]],
     photos: Sequence[Photo], training: set[str], jargon: set[str], wn: Any,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Val-split metrics of candidate default methods (with face words) under each keyword threshold pair."""
+    """Val-split metrics of candidate default methods (with face words) under each threshold and noise gate
+    (max_entropy, min_active)."""
     bundle = Bundle.load(bundle_dir)
     out: dict[str, dict[str, float]] = {}
     for name in names:
         if name not in bundle.methods:
             continue
         tagger = Tagger.load(bundle_dir, name)
-        for entropy in max_entropies:
+        for entropy, active in gates:
             for score in min_scores:
-                rules = dataclasses.replace(bundle.keywords, faces=True, max_entropy=entropy, min_score=score)
+                rules = dataclasses.replace(
+                    bundle.keywords, faces=True, max_entropy=entropy, min_active=active, min_score=score
+                )
                 tags = tagger.tag(x, top_k=10, evidence=evidence, rules=rules)
                 m = photo_metrics([[w for w, _ in t] for t in tags], photos, training, jargon, wn)
                 made = tagger.tag(noise[0], top_k=10, evidence=noise[1], rules=rules)
                 m["noise_keywords_per_image"] = float(np.mean([len(t) for t in made]))
-                out[f"keywords {name} max_entropy={entropy} min_score={score}"] = m
+                out[f"keywords {name} max_entropy={entropy} min_active={active} min_score={score}"] = m
     return out
 
 

@@ -9,9 +9,11 @@ A method ranks vocabulary words with a score. `finish` turns that ranking into k
 3. broad words (WordNet categories: animal, dog, vehicle) are kept only up to `max_broad` per photo (the
    person words do not count);
 4. a word is kept only when its score reaches `min_score`, and the method's words at all only when the photo
-   shows something the backbone knows: the entropy of its ImageNet posterior at most `max_entropy` nats (noise,
-   blank and gradient images score 5.5-6.7, real photos mostly 0.5-5.3; 6.91 is uniform); `top_k` is a
-   ceiling, not a quota: a photo of noise gets nothing.
+   shows something the backbone knows (`noise_gate`): a photo gets none when its ImageNet posterior is flat
+   (entropy above `max_entropy` nats; 6.91 is uniform) AND few of the backbone's feature channels fire (under
+   `min_active`). Noise, blank and gradient images have both (4.5-6.7 nats, 12-28% of the channels); flat
+   real photos (a forest, a canyon, a road) are flat only: 33-81% of the channels fire. `top_k` is a ceiling,
+   not a quota: a photo of noise gets nothing.
 
 `Keywords` is stored in the bundle (info.json `keywords`), chosen on the real-photo val split (photo_eval).
 """
@@ -34,9 +36,8 @@ class Keywords:
     min_score: float = (
         0.0  # a word needs at least this score (the method's own scale: vote share, probability)
     )
-    max_entropy: float = (
-        7.0  # nats of the photo's ImageNet posterior above which it gets no method words (7: off)
-    )
+    max_entropy: float = 7.0  # noise gate: posterior entropy (nats) above this ... (7: off)
+    min_active: float = 1.0  # ... and a share of active feature channels below this: no method words
     max_broad: int = 1  # broad category words kept per photo
     faces: bool = True  # person words from the face detector
     candidates: int = 40  # ranked words read per photo before filtering
@@ -44,8 +45,21 @@ class Keywords:
     def __post_init__(self) -> None:
         config.check(self.min_score >= 0, "min_score", f"must be >= 0, got {self.min_score}")
         config.check(self.max_entropy > 0, "max_entropy", f"must be > 0, got {self.max_entropy}")
+        config.in_range("min_active", self.min_active, 0.0, 1.0)
         config.check(self.max_broad >= 0, "max_broad", f"must be >= 0, got {self.max_broad}")
         config.positive("candidates", self.candidates)
+
+
+#: A pooled feature channel counts as active above this (the backbone's features are post-ReLU means, >= 0).
+ACTIVE_LEVEL = 1e-3
+
+
+def noise_gate(features: np.ndarray, posterior: np.ndarray, keywords: Keywords) -> np.ndarray:
+    """(B,) True where a photo shows nothing the backbone knows: a flat ImageNet posterior (B, C) and few active
+    channels in its pooled features (B, F)."""
+    entropy = -(posterior * np.log(np.maximum(posterior, 1e-12))).sum(axis=1)
+    active = (np.asarray(features) > ACTIVE_LEVEL).mean(axis=1)
+    return (entropy > keywords.max_entropy) & (active < keywords.min_active)
 
 
 def person_words(evidence: np.ndarray | None) -> list[tuple[str, float]]:
@@ -66,15 +80,15 @@ def finish(
     jargon: set[str] = frozenset(),  # type: ignore[assignment]
     broad: set[str] = frozenset(),  # type: ignore[assignment]
     evidence: Sequence[np.ndarray | None] | None = None,
-    entropy: np.ndarray | None = None,
+    gated: np.ndarray | None = None,
     allowed: set[str] | None = None,
 ) -> Tags:
     """Per photo: the keywords of its ranked (word, score) list, best first, at most top_k (see module doc);
-    `entropy` (B,): each photo's ImageNet posterior entropy in nats (None: no gate)."""
+    `gated` (B,): photos that get no method words (`noise_gate`; None: none)."""
     out: Tags = []
     for i, row in enumerate(ranked):
         people = person_words(evidence[i]) if keywords.faces and evidence is not None else []
-        if entropy is not None and entropy[i] > keywords.max_entropy:
+        if gated is not None and gated[i]:
             row = []  # nothing the backbone recognises: only what the face detector saw
         kept: list[tuple[str, float]] = []
         seen: set[str] = set()

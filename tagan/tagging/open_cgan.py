@@ -5,7 +5,9 @@ over WordNet relatives of c and random classes, as real posteriors of a photo of
 features (gate 0), and a target word drawn from c's lemmas and the vocabulary names of its hypernyms
 (at most `max_hops` up, generic and jargon words excluded: tagan never writes those), weighted towards
 common words (wordfreq Zipf) and, with `specificity` > 0, towards specific ones (as the `wordnet` method's
-r(s)**beta: a synset over fewer ImageNet classes weighs more; a photo's label is rarely its broadest word).
+r(s)**beta: a synset over fewer ImageNet classes weighs more; a photo's label is rarely its broadest word);
+with `setting` > 0 the places c's gloss names join, each weighing `setting` times c's likeliest word
+(lakeside -> lake, seashore -> sea, ocean: scenes ImageNet-1k has no class for; vocabulary.setting_words).
 Image pairs: the collection's training images with their real features and posterior, one per human tag,
 the features gated off with probability `feature_dropout` (modality dropout).
 """
@@ -27,22 +29,25 @@ from tagan.tagging.wordnet import GENERIC_SYNSETS
 
 
 def head_words(vocab: Vocabulary, training_tags: list[str]) -> list[str]:
-    """The words G can emit: ImageNet lemmas, their broader words and the training tags (vocabulary order)."""
-    keep = {"imagenet", "hypernym"}
+    """The words G can emit: ImageNet lemmas, their broader words, their settings and the training tags
+    (vocabulary order)."""
+    keep = {"imagenet", "hypernym", "setting"}
     tags = set(training_tags)
     return [e.word for e in vocab.entries if keep & set(e.sources) or e.word in tags]
 
 
 def class_targets(
     classes: ImageNetClasses, vocab: Vocabulary, head: dict[str, int], *, max_hops: int,
-    specificity: float = 0.0, generic: frozenset[str] = GENERIC_SYNSETS,
+    specificity: float = 0.0, setting: float = 0.0, generic: frozenset[str] = GENERIC_SYNSETS,
 ) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
-    """Per class: (head ids of its lemmas and hypernym names within max_hops, sampling probabilities)."""
+    """Per class: (head ids of its lemmas and hypernym names within max_hops, then of its settings (each
+    weighing `setting` times the likeliest of the others), sampling probabilities)."""
     out = []
     jargon = vocab.jargon
     under = Counter(s for anc in classes.ancestors for s in anc)  # synset -> ImageNet classes at or below it
     log_c = np.log(max(len(classes.ancestors), 2))
-    for own, lemmas, anc in zip(classes.synsets, classes.lemmas, classes.ancestors):
+    settings = classes.settings or [[] for _ in classes.synsets]
+    for own, lemmas, anc, places in zip(classes.synsets, classes.lemmas, classes.ancestors, settings):
         words: dict[str, str] = {w: own for w in lemmas if w in head}  # word -> the synset it names
         for syn, hops in sorted(anc.items(), key=lambda kv: (kv[1], kv[0])):
             if 0 < hops <= max_hops and syn not in generic:
@@ -53,7 +58,13 @@ def class_targets(
         z = np.array([vocab.entries[vocab.index[w]].zipf for w in words])
         spec = np.array([1.0 - np.log(under[syn]) / log_c + 0.05 for syn in words.values()])
         p = zipf_weight(z) * spec**specificity
-        out.append((ids, p / p.sum() if len(p) else p))
+        p = p / p.sum() if len(p) else p
+        extra = [head[w] for w in places if w in head and w not in words and w not in jargon]
+        if extra and setting > 0:  # each place weighs `setting` times the class's likeliest word
+            ids = np.concatenate([ids, np.array(extra, dtype=np.int64)])
+            p = np.concatenate([p, np.full(len(extra), setting * (p.max() if len(p) else 1.0))])
+            p = p / p.sum()
+        out.append((ids, p))
     return out
 
 
@@ -129,6 +140,7 @@ class OpenTrainConfig(gan.TrainConfig):
     a_min: float = 0.2  # class pairs: the least posterior mass on the pair's class
     max_hops: int = 8  # class pairs: hypernym words up to this many steps above the class
     specificity: float = 2.0  # class pairs: target words weighted by r(s)**specificity (as wordnet's beta)
+    setting: float = 1.0  # class pairs: weight of each place the class's gloss names (x its likeliest word)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,6 +150,7 @@ class OpenTrainConfig(gan.TrainConfig):
         config.in_range("a_min", self.a_min, 0.0, 1.0)
         config.positive("max_hops", self.max_hops)
         config.check(self.specificity >= 0, "specificity", f"must be >= 0, got {self.specificity}")
+        config.check(self.setting >= 0, "setting", f"must be >= 0, got {self.setting}")
 
 
 class OpenCGANTask(gan.GANTask):

@@ -20,7 +20,7 @@ import numpy as np
 from tagan.errors import UserError
 from tagan.tagging.bundle import Bundle
 from tagan.tagging.index import Tags
-from tagan.tagging.keywords import Keywords, finish
+from tagan.tagging.keywords import Keywords, finish, noise_gate
 from tagan.tagging.methods import Method, Resources, load_method
 
 
@@ -55,7 +55,9 @@ class Tagger:
         apply to that method only (`min_score` overrides the threshold)."""
         rules = self.bundle.keywords
         if self.bundle.aliases.get("default") != self.method:
-            rules = dataclasses.replace(rules, min_score=0.0, max_entropy=Keywords.max_entropy)
+            rules = dataclasses.replace(
+                rules, min_score=0.0, max_entropy=Keywords.max_entropy, min_active=Keywords.min_active
+            )
         return rules if min_score is None else dataclasses.replace(rules, min_score=min_score)
 
     @property
@@ -98,13 +100,12 @@ class Tagger:
             features, top_k=max(top_k, rules.candidates), seed=seed, allowed=allowed_set
         )
         resources = self.model.resources
-        entropy = None
+        gated = None
         if rules.max_entropy < np.log(1000) and resources.has_head():
-            post = resources.posterior(features)  # (B, C)
-            entropy = -(post * np.log(np.maximum(post, 1e-12))).sum(axis=1)  # (B,) nats
+            gated = noise_gate(features, resources.posterior(features), rules)
         return finish(
             ranked, top_k=top_k, keywords=rules, jargon=self.jargon, broad=self.broad, evidence=evidence,
-            entropy=entropy, allowed=allowed_set,
+            gated=gated, allowed=allowed_set,
         )  # fmt: skip
 
     @functools.cached_property
@@ -115,9 +116,9 @@ class Tagger:
 
     @functools.cached_property
     def broad(self) -> set[str]:
-        """Broad category words (at most `Keywords.max_broad` per photo)."""
+        """Broad category words (at most `Keywords.max_broad` per photo; Vocabulary.capped)."""
         vocab = self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
-        return {e.word for e in vocab.entries if e.broad} if vocab is not None else set()
+        return vocab.capped if vocab is not None else set()
 
     def path(self, word: str) -> list[str]:
         """A short WordNet path of a tag in words people use, broad -> specific, ending with the word, at most

@@ -8,8 +8,10 @@ Entries, in this order (a word already present only gains a source):
 1. `imagenet`: every lemma of every ImageNet-1k class synset (forced in; that synset is its sense).
 2. `hypernym`: for each non-generic synset on those classes' hypernym chains, its most frequent lemma
    when the lemma's Zipf frequency >= `hypernym_min_zipf` (canine, carnivore, mammal, ...).
-3. `training`: every training tag, verbatim (its sense: its first WordNet noun sense, if any).
-4. `wordnet`: the `size` most frequent other WordNet noun lemmas with Zipf >= `min_zipf`: no proper
+3. `setting`: the places an ImageNet class's WordNet gloss names (:func:`setting_words`: seashore "the shore
+   of a sea or ocean" -> shore, sea, ocean; lakeside -> lake; alp -> mountain; valley -> river).
+4. `training`: every training tag, verbatim (its sense: its first WordNet noun sense, if any).
+5. `wordnet`: the `size` most frequent other WordNet noun lemmas with Zipf >= `min_zipf`: no proper
    nouns (capitalised lemmas), no digits, at most `max_tokens` words; sense = first (most frequent) sense.
 Each entry carries its WordNet hypernym chain (nearest first, generic upper-ontology synsets dropped,
 at most `hypernym_hops` synsets) and the vocabulary names every synset it can: the first lemma of the
@@ -102,6 +104,7 @@ class ImageNetClasses:
     synsets: list[str]
     lemmas: list[list[str]]  # display forms, first = the class name
     ancestors: list[dict[str, int]]  # synset -> fewest hypernym hops (self 0), all paths
+    settings: list[list[str]] = field(default_factory=list)  # places the class's gloss names (setting_words)
 
     @property
     def names(self) -> list[str]:
@@ -138,6 +141,12 @@ class Vocabulary:
     def jargon(self) -> set[str]:
         """The words never written to a photo."""
         return {e.word for e in self.entries if e.jargon}
+
+    @property
+    def capped(self) -> set[str]:
+        """Broad words a photo gets at most `Keywords.max_broad` of (animal, dog, vehicle); places (lake, sea,
+        river) are broad in WordNet but name a scene, not a category, and are not capped."""
+        return {e.word for e in self.entries if e.broad and "setting" not in e.sources}
 
     def path(self, word: str, levels: int = 3) -> list[str]:
         """A short hierarchy for `word` in words people use, broad -> specific, at most `levels` long: a top word
@@ -181,14 +190,57 @@ class Vocabulary:
         return cls(entries, read_json(directory / "synset_words.json"))
 
 
+#: Senses of scenery (land forms, water, roads, buildings, rooms, vegetation): a gloss noun under one of them
+#: names where a thing is seen, the words ImageNet-1k has no class for (lake, sea, river, forest, mountain).
+PLACE_SYNSETS = frozenset(
+    {"geological_formation.n.01", "body_of_water.n.01", "land.n.04", "tract.n.01", "road.n.01", "building.n.01",
+     "room.n.01", "vegetation.n.01", "geographical_area.n.01"}
+)  # fmt: skip
+PLACE_MIN_ZIPF = 4.0  # common words only (shore 4.5, lake 4.9; not "tract")
+#: Words whose first sense is a place but that the ImageNet glosses use in another sense ("a bar to which heavy
+#: discs are attached", "a child's coin bank").
+NOT_PLACES = frozenset({"bar", "bank", "parts", "site"})
+
+
+def setting_words(
+    wn: Any, synset: Any, freq: Callable[[str], float] = zipf_frequency, generic: frozenset[str] = GENERIC_SYNSETS
+) -> list[str]:  # fmt: skip
+    """The places a synset's gloss names, in gloss order: nouns (their commonest use is a noun) whose first sense
+    is under PLACE_SYNSETS, not a proper name, common (Zipf >= PLACE_MIN_ZIPF), not the synset's own lemma."""
+    own = {lemma.name().lower() for lemma in synset.lemmas()}
+    out: list[str] = []
+    for token in re.findall(r"[a-z]+", synset.definition().lower()):
+        word = wn.morphy(token, "n")
+        if (
+            not word
+            or word in own
+            or word in out
+            or word in GENERIC_WORDS | NOT_PLACES
+            or freq(word) < PLACE_MIN_ZIPF
+        ):
+            continue
+        senses = wn.synsets(word, "n")
+        if not senses or senses[0].instance_hypernyms() or senses[0].name() in generic:
+            continue
+        uses = {pos: sum(lem.count() for s in wn.synsets(word, pos) for lem in s.lemmas() if lem.name() == word)
+                for pos in "nvar"}  # fmt: skip
+        if uses["n"] < max(uses["v"], uses["a"], uses["r"]):
+            continue  # "flat", "short", "common": adjectives first
+        above = {h.name() for path in senses[0].hypernym_paths() for h in path[:-1]}
+        if above & PLACE_SYNSETS:
+            out.append(word)
+    return out
+
+
 def imagenet_classes(wn: Any, wnids: Sequence[str]) -> ImageNetClasses:
-    """WordNet senses, lemmas and ancestors of the ImageNet classes `wnids`."""
+    """WordNet senses, lemmas, ancestors and settings of the ImageNet classes `wnids`."""
     synsets = [wnid_to_synset(wn, w) for w in wnids]
     return ImageNetClasses(
         wnids=list(wnids),
         synsets=[s.name() for s in synsets],
         lemmas=[[display(lemma.name()).lower() for lemma in s.lemmas()] for s in synsets],
         ancestors=[ancestors(s) for s in synsets],
+        settings=[setting_words(wn, s) for s in synsets],
     )
 
 
@@ -243,6 +295,9 @@ def build_vocabulary(
             z, word = max(scored)
             if z >= hypernym_min_zipf:
                 add(word, syn, "hypernym", z)
+    for syn in classes:
+        for word in setting_words(wn, syn, freq, generic):
+            add(word, wn.synsets(word, "n")[0], "setting")
     for tag in training_tags:
         senses = wn.synsets(normalize(tag).replace(" ", "_"), "n")
         add(tag, senses[0] if senses else None, "training")
