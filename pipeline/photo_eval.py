@@ -175,10 +175,15 @@ def run(
         bundle_dir, decoding_grid(cfg.conse_top_grid, cfg.wordnet_grid, cfg.open_neighbors_grid, cfg.open_gate_grid),
         x[rows["val"]], [photos[i] for i in rows["val"]], training, jargon, wn,
     )  # fmt: skip
+    c = cfg.chosen
+    variants = [  # the threshold x the noise gate; then the collection's own words at the chosen point
+        {"max_entropy": e, "min_active": a, "min_score": s, "collection_words": c.collection_words}
+        for e in cfg.max_entropy_grid for a in cfg.min_active_grid for s in cfg.min_score_grid
+    ] + [{"max_entropy": c.max_entropy, "min_active": c.min_active, "min_score": c.min_score,
+          "collection_words": not c.collection_words}]  # fmt: skip
     words_grid = keywords_grid(
-        bundle_dir, FREE_METHODS + ("cgan_open",), cfg.min_score_grid,
-        [(e, a) for e in cfg.max_entropy_grid for a in cfg.min_active_grid], x[rows["val"]],
-        [evidence[i] for i in rows["val"]], noise["val"], [photos[i] for i in rows["val"]], training, jargon, wn,
+        bundle_dir, FREE_METHODS + ("cgan_open",), variants, x[rows["val"]], [evidence[i] for i in rows["val"]],
+        noise["val"], [photos[i] for i in rows["val"]], training, jargon, wn,
     )  # fmt: skip
     flat: dict[str, float] = {}
     for split, table in tables.items():

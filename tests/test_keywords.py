@@ -61,3 +61,19 @@ def test_a_photo_the_backbone_cannot_read_gets_only_what_the_face_detector_saw()
     kept = finish([RANKED] * 3, top_k=10, keywords=rules, gated=gated, evidence=[faces(1), None, None])
     assert [w for w, _ in kept[0]] == ["person"]  # no method words, the face stays
     assert len(kept[1]) == len(kept[2]) == len(RANKED)
+
+
+def test_the_collection_own_tags_stay_off_photos_unless_asked_but_face_words_stay() -> None:
+    ranked = [("icon", 0.2), ("people", 0.1), ("dog", 0.1)]
+    collection = {"icon", "people"}  # clip-art tags with no WordNet or ImageNet sense
+    off, on = Keywords(collection_words=False), Keywords(collection_words=True)
+    (kept,) = finish([ranked], top_k=10, keywords=off, collection=collection, evidence=[faces(2)])
+    assert [w for w, _ in kept] == [
+        "person",
+        "people",
+        "dog",
+    ]  # "people" from the faces, not from the clip-art
+    (kept,) = finish([ranked], top_k=10, keywords=off, collection=collection)
+    assert [w for w, _ in kept] == ["dog"]
+    (kept,) = finish([ranked], top_k=10, keywords=on, collection=collection)
+    assert [w for w, _ in kept] == ["icon", "people", "dog"]

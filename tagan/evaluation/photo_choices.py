@@ -29,6 +29,9 @@ class PhotoChoices:
     max_entropy: float = 4.5  # noise gate: no keywords when the posterior's entropy (nats) is above this ...
     min_active: float = 0.32  # ... and fewer than this share of the backbone's feature channels fire
     max_broad: int = 1  # broad category words per photo
+    collection_words: bool = (
+        False  # words known only from the training collection's tags (clip-art: icon, flag)
+    )
     faces: bool = True  # person words from the face detector
 
     def __post_init__(self) -> None:
@@ -42,6 +45,7 @@ class PhotoChoices:
             max_entropy=self.max_entropy,
             min_active=self.min_active,
             max_broad=self.max_broad,
+            collection_words=self.collection_words,
             faces=self.faces,
         )
 

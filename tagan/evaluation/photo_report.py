@@ -77,28 +77,25 @@ def val_grid(
 
 
 def keywords_grid(
-    bundle_dir: Path, names: Sequence[str], min_scores: Sequence[float], gates: Sequence[tuple[float, float]],
-    x: np.ndarray, evidence: Sequence[np.ndarray | None], noise: tuple[np.ndarray, list[np.ndarray | None]],
+    bundle_dir: Path, names: Sequence[str], variants: Sequence[dict[str, Any]], x: np.ndarray,
+    evidence: Sequence[np.ndarray | None], noise: tuple[np.ndarray, list[np.ndarray | None]],
     photos: Sequence[Photo], training: set[str], jargon: set[str], wn: Any,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Val-split metrics of candidate default methods (with face words) under each threshold and noise gate
-    (max_entropy, min_active)."""
+    """Val-split metrics of candidate default methods (with face words) under each variant of the bundle's
+    keyword rules (a dict of Keywords fields: min_score, max_entropy, min_active, collection_words)."""
     bundle = Bundle.load(bundle_dir)
     out: dict[str, dict[str, float]] = {}
     for name in names:
         if name not in bundle.methods:
             continue
         tagger = Tagger.load(bundle_dir, name)
-        for entropy, active in gates:
-            for score in min_scores:
-                rules = dataclasses.replace(
-                    bundle.keywords, faces=True, max_entropy=entropy, min_active=active, min_score=score
-                )
-                tags = tagger.tag(x, top_k=10, evidence=evidence, rules=rules)
-                m = photo_metrics([[w for w, _ in t] for t in tags], photos, training, jargon, wn)
-                made = tagger.tag(noise[0], top_k=10, evidence=noise[1], rules=rules)
-                m["noise_keywords_per_image"] = float(np.mean([len(t) for t in made]))
-                out[f"keywords {name} max_entropy={entropy} min_active={active} min_score={score}"] = m
+        for change in variants:
+            rules = dataclasses.replace(bundle.keywords, faces=True, **change)
+            tags = tagger.tag(x, top_k=10, evidence=evidence, rules=rules)
+            m = photo_metrics([[w for w, _ in t] for t in tags], photos, training, jargon, wn)
+            made = tagger.tag(noise[0], top_k=10, evidence=noise[1], rules=rules)
+            m["noise_keywords_per_image"] = float(np.mean([len(t) for t in made]))
+            out[f"keywords {name} " + " ".join(f"{k}={v}" for k, v in change.items())] = m
     return out
 
 

@@ -6,7 +6,9 @@ A method ranks vocabulary words with a score. `finish` turns that ranking into k
    "consumer goods", "placental"; the rule is in tagan.tagging.vocabulary);
 2. words for people come from the face detector's evidence (tagan.tagging.faces): a face makes "person", two
    or more "people", scored by the detector's confidence;
-3. broad words (WordNet categories: animal, dog, vehicle) are kept only up to `max_broad` per photo (the
+3. words known only from the training collection's tags (`collection`: no WordNet or ImageNet sense; the
+   clip-art's icon, flag, filesystem, europe) only when `collection_words` (off for the clip-art bundle: on the
+   photo val split none of them was right); broad words (WordNet categories: animal, dog, vehicle) are kept only up to `max_broad` per photo (the
    person words do not count);
 4. a word is kept only when its score reaches `min_score`, and the method's words at all only when the photo
    shows something the backbone knows (`noise_gate`): a photo gets none when its ImageNet posterior is flat
@@ -39,6 +41,9 @@ class Keywords:
     max_entropy: float = 7.0  # noise gate: posterior entropy (nats) above this ... (7: off)
     min_active: float = 1.0  # ... and a share of active feature channels below this: no method words
     max_broad: int = 1  # broad category words kept per photo
+    collection_words: bool = (
+        True  # words known only from the training collection's tags (clip-art: icon, flag)
+    )
     faces: bool = True  # person words from the face detector
     candidates: int = 40  # ranked words read per photo before filtering
 
@@ -79,6 +84,7 @@ def finish(
     keywords: Keywords,
     jargon: set[str] = frozenset(),  # type: ignore[assignment]
     broad: set[str] = frozenset(),  # type: ignore[assignment]
+    collection: set[str] = frozenset(),  # type: ignore[assignment]
     evidence: Sequence[np.ndarray | None] | None = None,
     gated: np.ndarray | None = None,
     allowed: set[str] | None = None,
@@ -97,6 +103,8 @@ def finish(
             if word in seen or word in jargon or score < keywords.min_score:
                 continue
             if allowed is not None and word not in allowed:
+                continue
+            if word in collection and not keywords.collection_words and j >= len(people):
                 continue
             if word in broad and j >= len(people):  # person words are not capped
                 if n_broad >= keywords.max_broad:

@@ -56,7 +56,11 @@ class Tagger:
         rules = self.bundle.keywords
         if self.bundle.aliases.get("default") != self.method:
             rules = dataclasses.replace(
-                rules, min_score=0.0, max_entropy=Keywords.max_entropy, min_active=Keywords.min_active
+                rules,
+                min_score=0.0,
+                max_entropy=Keywords.max_entropy,
+                min_active=Keywords.min_active,
+                collection_words=True,
             )
         return rules if min_score is None else dataclasses.replace(rules, min_score=min_score)
 
@@ -104,8 +108,8 @@ class Tagger:
         if rules.max_entropy < np.log(1000) and resources.has_head():
             gated = noise_gate(features, resources.posterior(features), rules)
         return finish(
-            ranked, top_k=top_k, keywords=rules, jargon=self.jargon, broad=self.broad, evidence=evidence,
-            gated=gated, allowed=allowed_set,
+            ranked, top_k=top_k, keywords=rules, jargon=self.jargon, broad=self.broad, collection=self.collection,
+            evidence=evidence, gated=gated, allowed=allowed_set,
         )  # fmt: skip
 
     @functools.cached_property
@@ -113,6 +117,12 @@ class Tagger:
         """Words never written (the open vocabulary's jargon; none for a training-tag method)."""
         vocab = self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
         return vocab.jargon if vocab is not None else set()
+
+    @functools.cached_property
+    def collection(self) -> set[str]:
+        """Open-vocabulary words known only from the training collection's tags (no WordNet or ImageNet source)."""
+        vocab = self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
+        return {e.word for e in vocab.entries if e.sources == ["training"]} if vocab is not None else set()
 
     @functools.cached_property
     def broad(self) -> set[str]:
