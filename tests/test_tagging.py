@@ -118,3 +118,13 @@ def test_zeroshot_scores_softmax_over_top_classes():
     expected = [[p_top * 1.0 + (1 - p_top) * 0.5, (1 - p_top) * 0.5]]
     np.testing.assert_allclose(zeroshot_scores(logits, class_to_tag, 2), expected)
     np.testing.assert_allclose(zeroshot_scores(logits, class_to_tag, 1), [[1.0, 0.0]])
+
+
+def test_top_k_order_is_a_stable_argsort_without_the_full_sort():
+    from tagan.tagging.index import top_k_order
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random((50, 300)), 2)  # many ties
+    scores[3] = 0.0  # a row of ties only
+    for k in (1, 5, 40, 300, 400):
+        assert np.array_equal(top_k_order(scores, k), np.argsort(-scores, axis=1, kind="stable")[:, :k])

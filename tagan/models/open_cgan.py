@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tagan.models.tag_cgan import FeatureNorm, init_weights
-from tagan.tagging.index import TagIndex, Tags, count_votes, l2_normalize
+from tagan.tagging.index import TagIndex, Tags, count_votes, l2_normalize, top_k_order
 from tagan.tagging.open_vocab import posterior
 
 
@@ -284,5 +284,5 @@ class OpenDecoder:
         votes /= k
         if mask is not None:
             votes[:, ~mask] = 0.0
-        order = np.argsort(-votes, axis=1, kind="stable")[:, :top_k]
+        order = top_k_order(votes, top_k)
         return [[(words[j], float(v[j])) for j in row if v[j] > 0] for v, row in zip(votes, order)]

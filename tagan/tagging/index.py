@@ -294,6 +294,20 @@ def count_votes(
     return out
 
 
+def top_k_order(scores: np.ndarray, top_k: int) -> np.ndarray:
+    """`np.argsort(-scores, axis=1, kind="stable")[:, :top_k]` (ties in column order) without sorting every
+    column: a partition finds each row's top_k-th value, only the columns at or above it are sorted."""
+    scores = np.asarray(scores)
+    if top_k >= scores.shape[1] or top_k <= 0:
+        return np.argsort(-scores, axis=1, kind="stable")[:, : max(top_k, 0)]
+    kth = -np.partition(-scores, top_k - 1, axis=1)[:, top_k - 1]  # (B,)
+    out = np.empty((len(scores), top_k), dtype=np.int64)
+    for i, (row, t) in enumerate(zip(scores, kth)):
+        cand = np.flatnonzero(row >= t)  # ascending columns: a stable sort keeps ties in column order
+        out[i] = cand[np.argsort(-row[cand], kind="stable")[:top_k]]
+    return out
+
+
 def top_from_scores(
     scores: np.ndarray, words: list[str], top_k: int, allowed: set[str] | None = None
 ) -> Tags:
@@ -302,7 +316,7 @@ def top_from_scores(
     if allowed is not None:
         mask = np.array([w in allowed for w in words])
         scores[:, ~mask] = -np.inf
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    order = top_k_order(scores, top_k)
     return [
         [(words[j], float(scores[i, j])) for j in row if np.isfinite(scores[i, j])]
         for i, row in enumerate(order)

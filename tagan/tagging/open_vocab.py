@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tagan.tagging.index import TagIndex, Tags
+from tagan.tagging.index import TagIndex, Tags, top_k_order
 from tagan.tagging.vocabulary import ImageNetClasses, Vocabulary
 from tagan.tagging.wordnet import GENERIC_SYNSETS
 
@@ -119,5 +119,5 @@ class WordNetPosterior:
 
     def tags(self, probs: np.ndarray, *, beta: float, gamma: float, top_k: int) -> Tags:
         s = self.scores(probs, beta, gamma)
-        order = np.argsort(-s, axis=1, kind="stable")[:, :top_k]
+        order = top_k_order(s, top_k)
         return [[(self.words[j], float(s[i, j])) for j in row] for i, row in enumerate(order)]
