@@ -66,6 +66,7 @@ class Params:
     )  # cgan_open feature gate
     min_score_grid: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2])  # keywords
     max_entropy_grid: list[float] = field(default_factory=lambda: [4.5, 5.0, 5.5, 7.0])  # noise gate
+    min_score_faces_grid: list[float] = field(default_factory=lambda: [0.0, 0.02, 0.05, 0.1, 0.2, 0.3])
     min_active_grid: list[float] = field(
         default_factory=lambda: [0.28, 0.32, 0.36, 1.0]
     )  # noise gate (1: entropy alone)
@@ -87,6 +88,7 @@ class Params:
             ("min_score", c.min_score, self.min_score_grid),
             ("max_entropy", c.max_entropy, self.max_entropy_grid),
             ("min_active", c.min_active, self.min_active_grid),
+            ("min_score_faces", c.min_score_faces, self.min_score_faces_grid),
         ):
             config.check(value in grid, f"chosen.{key}", f"{value} is not on its val grid {grid}")
 
@@ -180,7 +182,9 @@ def run(
         {"max_entropy": e, "min_active": a, "min_score": s, "collection_words": c.collection_words}
         for e in cfg.max_entropy_grid for a in cfg.min_active_grid for s in cfg.min_score_grid
     ] + [{"max_entropy": c.max_entropy, "min_active": c.min_active, "min_score": c.min_score,
-          "collection_words": not c.collection_words}]  # fmt: skip
+          "collection_words": not c.collection_words}] + [
+        {"min_score": c.min_score, "min_score_faces": f} for f in cfg.min_score_faces_grid
+    ]  # fmt: skip
     words_grid = keywords_grid(
         bundle_dir, FREE_METHODS + ("cgan_open",), variants, x[rows["val"]], [evidence[i] for i in rows["val"]],
         noise["val"], [photos[i] for i in rows["val"]], training, jargon, wn,

@@ -77,3 +77,11 @@ def test_the_collection_own_tags_stay_off_photos_unless_asked_but_face_words_sta
     assert [w for w, _ in kept] == ["dog"]
     (kept,) = finish([ranked], top_k=10, keywords=on, collection=collection)
     assert [w for w, _ in kept] == ["icon", "people", "dog"]
+
+
+def test_around_people_the_method_words_need_a_higher_score() -> None:
+    ranked = [("tripod", 0.2), ("fur coat", 0.05), ("knee pad", 0.02)]
+    rules = Keywords(min_score=0.01, min_score_faces=0.1)
+    (people, objects) = finish([ranked, ranked], top_k=10, keywords=rules, evidence=[faces(1), None])
+    assert [w for w, _ in people] == ["person", "tripod"]  # the gear worn by the person goes
+    assert [w for w, _ in objects] == ["tripod", "fur coat", "knee pad"]  # no face: the usual threshold

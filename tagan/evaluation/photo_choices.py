@@ -26,6 +26,7 @@ class PhotoChoices:
     )
     open_expected: bool = True  # cgan_open: rank by expected votes (True) or hard-sample counts
     min_score: float = 0.01  # the default method's keyword threshold (its score scale)
+    min_score_faces: float = 0.1  # ... and on a photo with a face (the backbone sees clothes and gear there)
     max_entropy: float = 4.5  # noise gate: no keywords when the posterior's entropy (nats) is above this ...
     min_active: float = 0.32  # ... and fewer than this share of the backbone's feature channels fire
     max_broad: int = 1  # broad category words per photo
@@ -42,6 +43,7 @@ class PhotoChoices:
         """The default method's keyword rules (tagan.tagging.keywords) these choices make."""
         return Keywords(
             min_score=self.min_score,
+            min_score_faces=self.min_score_faces,
             max_entropy=self.max_entropy,
             min_active=self.min_active,
             max_broad=self.max_broad,

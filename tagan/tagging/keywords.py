@@ -10,7 +10,8 @@ A method ranks vocabulary words with a score. `finish` turns that ranking into k
    clip-art's icon, flag, filesystem, europe) only when `collection_words` (off for the clip-art bundle: on the
    photo val split none of them was right); broad words (WordNet categories: animal, dog, vehicle) are kept only up to `max_broad` per photo (the
    person words do not count);
-4. a word is kept only when its score reaches `min_score`, and the method's words at all only when the photo
+4. a word is kept only when its score reaches `min_score` (`min_score_faces` on a photo with a face: around
+   people the backbone sees their clothes and gear, "fur coat, weight, knee pad, maraca"), and the method's words at all only when the photo
    shows something the backbone knows (`noise_gate`): a photo gets none when its ImageNet posterior is flat
    (entropy above `max_entropy` nats; 6.91 is uniform) AND few of the backbone's feature channels fire (under
    `min_active`). Noise, blank and gradient images have both (4.5-6.7 nats, 12-28% of the channels); flat
@@ -41,6 +42,7 @@ class Keywords:
     max_entropy: float = 7.0  # noise gate: posterior entropy (nats) above this ... (7: off)
     min_active: float = 1.0  # ... and a share of active feature channels below this: no method words
     max_broad: int = 1  # broad category words kept per photo
+    min_score_faces: float = 0.0  # on a photo with a face, the method's words need at least this score too
     collection_words: bool = (
         True  # words known only from the training collection's tags (clip-art: icon, flag)
     )
@@ -52,6 +54,9 @@ class Keywords:
         config.check(self.max_entropy > 0, "max_entropy", f"must be > 0, got {self.max_entropy}")
         config.in_range("min_active", self.min_active, 0.0, 1.0)
         config.check(self.max_broad >= 0, "max_broad", f"must be >= 0, got {self.max_broad}")
+        config.check(
+            self.min_score_faces >= 0, "min_score_faces", f"must be >= 0, got {self.min_score_faces}"
+        )
         config.positive("candidates", self.candidates)
 
 
@@ -99,8 +104,9 @@ def finish(
         kept: list[tuple[str, float]] = []
         seen: set[str] = set()
         n_broad = 0
+        floor = max(keywords.min_score, keywords.min_score_faces) if people else keywords.min_score
         for j, (word, score) in enumerate([*people, *row]):
-            if word in seen or word in jargon or score < keywords.min_score:
+            if word in seen or word in jargon or score < (keywords.min_score if j < len(people) else floor):
                 continue
             if allowed is not None and word not in allowed:
                 continue

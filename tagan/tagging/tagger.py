@@ -51,18 +51,17 @@ class Tagger:
         }
 
     def keywords(self, min_score: float | None = None) -> Keywords:
-        """This method's keyword rules: the bundle's; its threshold and noise gate, chosen for the default method,
-        apply to that method only (`min_score` overrides the threshold)."""
+        """This method's keyword rules: the bundle's; its thresholds, noise gate and collection rule, chosen for the
+        default method, apply to that method only (`min_score` overrides both thresholds)."""
         rules = self.bundle.keywords
         if self.bundle.aliases.get("default") != self.method:
             rules = dataclasses.replace(
-                rules,
-                min_score=0.0,
-                max_entropy=Keywords.max_entropy,
-                min_active=Keywords.min_active,
-                collection_words=True,
-            )
-        return rules if min_score is None else dataclasses.replace(rules, min_score=min_score)
+                rules, min_score=0.0, min_score_faces=0.0, max_entropy=Keywords.max_entropy,
+                min_active=Keywords.min_active, collection_words=True,
+            )  # fmt: skip
+        if min_score is None:
+            return rules
+        return dataclasses.replace(rules, min_score=min_score, min_score_faces=min_score)
 
     @property
     def wants_faces(self) -> bool:
