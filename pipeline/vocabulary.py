@@ -55,13 +55,13 @@ def run(
     tags = list(read_json(tags_path)["tags"])
     wn = load_wordnet(cfg.cache_dir, cfg.wordnet_dir)
     wnids = imagenet1k_wnids() if cfg.imagenet else []
+    classes = imagenet_classes(wn, wnids) if wnids else None
     vocab = build_vocabulary(
         wn, size=cfg.size, min_zipf=cfg.min_zipf, max_tokens=cfg.max_tokens,
         hypernym_min_zipf=cfg.hypernym_min_zipf, hypernym_hops=cfg.hypernym_hops,
-        imagenet_wnids=wnids, training_tags=tags,
+        imagenet_wnids=wnids, settings=classes.settings if classes is not None else (), training_tags=tags,
     )  # fmt: skip
     vocab.save(out_dir)
-    classes = imagenet_classes(wn, wnids) if wnids else None
     if classes is not None:
         write_json(Path(out_dir) / "imagenet.json", classes.to_json())
     first = Counter(e.sources[0] for e in vocab.entries)

@@ -6,7 +6,7 @@ and tag_eval bundles conse, wordnet and cgan_open with it: one value, read where
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from tagan import config
@@ -40,16 +40,9 @@ class PhotoChoices:
         config.positive("open_neighbors", self.open_neighbors)
 
     def keywords(self) -> Keywords:
-        """The default method's keyword rules (tagan.tagging.keywords) these choices make."""
-        return Keywords(
-            min_score=self.min_score,
-            min_score_faces=self.min_score_faces,
-            max_entropy=self.max_entropy,
-            min_active=self.min_active,
-            max_broad=self.max_broad,
-            collection_words=self.collection_words,
-            faces=self.faces,
-        )
+        """The default method's keyword rules (tagan.tagging.keywords) these choices make: the fields they share."""
+        names = {f.name for f in fields(Keywords)}
+        return Keywords(**{k: v for k, v in vars(self).items() if k in names})
 
 
 def decoding_grid(

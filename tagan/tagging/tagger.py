@@ -112,22 +112,25 @@ class Tagger:
         )  # fmt: skip
 
     @functools.cached_property
+    def open_vocabulary(self) -> Any:
+        """The bundle's open vocabulary when this method decodes into it, else None (training-tag methods)."""
+        return self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
+
+    @functools.cached_property
     def jargon(self) -> set[str]:
         """Words never written (the open vocabulary's jargon; none for a training-tag method)."""
-        vocab = self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
-        return vocab.jargon if vocab is not None else set()
+        return self.open_vocabulary.jargon if self.open_vocabulary is not None else set()
 
     @functools.cached_property
     def collection(self) -> set[str]:
         """Open-vocabulary words known only from the training collection's tags (no WordNet or ImageNet source)."""
-        vocab = self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
+        vocab = self.open_vocabulary
         return {e.word for e in vocab.entries if e.sources == ["training"]} if vocab is not None else set()
 
     @functools.cached_property
     def broad(self) -> set[str]:
         """Broad category words (at most `Keywords.max_broad` per photo; Vocabulary.capped)."""
-        vocab = self.model.resources.vocabulary() if self.model.vocabulary == "open" else None
-        return vocab.capped if vocab is not None else set()
+        return self.open_vocabulary.capped if self.open_vocabulary is not None else set()
 
     def path(self, word: str) -> list[str]:
         """A short WordNet path of a tag in words people use, broad -> specific, ending with the word, at most

@@ -253,12 +253,14 @@ def build_vocabulary(
     hypernym_min_zipf: float = 2.5,
     hypernym_hops: int = 8,
     imagenet_wnids: Sequence[str] = (),
+    settings: Sequence[Sequence[str]] = (),
     training_tags: Iterable[str] = (),
     freq: Callable[[str], float] = zipf_frequency,
     generic: frozenset[str] = GENERIC_SYNSETS,
     broad_min: int = BROAD_MIN_HYPONYMS,
 ) -> Vocabulary:
-    """The open vocabulary (see the module docstring); `size` counts the `wordnet` words only."""
+    """The open vocabulary (see the module docstring); `size` counts the `wordnet` words only; `settings`: the
+    places of the ImageNet classes (ImageNetClasses.settings), added as `setting` words."""
     entries: dict[str, VocabEntry] = {}
     keys: dict[str, str] = {}  # normalized form -> word: "north_america" and "north america" are one tag
 
@@ -295,9 +297,8 @@ def build_vocabulary(
             z, word = max(scored)
             if z >= hypernym_min_zipf:
                 add(word, syn, "hypernym", z)
-    for syn in classes:
-        for word in setting_words(wn, syn, freq, generic):
-            add(word, wn.synsets(word, "n")[0], "setting")
+    for word in dict.fromkeys(w for places in settings for w in places):  # class order, each word once
+        add(word, wn.synsets(word, "n")[0], "setting")
     for tag in training_tags:
         senses = wn.synsets(normalize(tag).replace(" ", "_"), "n")
         add(tag, senses[0] if senses else None, "training")
