@@ -2,7 +2,7 @@
 
     python scripts/bench_features.py [--photos 10000] [--baseline ac9919f] [--blocks 4]
 
-Both sides run `tagan.tagging.features.extract_features` exactly as the stage does (batch 4, DataLoader decoding
+Both sides run `tagan.tagging.features.extract_features` exactly as the stage does (batch 4, decode
 workers, max_side 320, torch threads left at their default) in a subprocess of their own source tree: the
 baseline is `git archive REV` of the code before the ONNX runtime and the longer-side JPEG draft, so "today"
 is today's code, not a flag emulating it. The photos are split in blocks and the sides alternate block by
@@ -75,7 +75,8 @@ def timed(name, fn):
     return result
 
 xs = timed("decode", lambda ps: [backbone.transform(load_image(p, 320)) for p in ps])
-batches = [torch.stack(xs[i:i + 4]) for i in range(0, len(xs), 4)]
+stack = torch.stack if isinstance(xs[0], torch.Tensor) else np.stack  # older trees: torch tensors
+batches = [stack(xs[i:i + 4]) for i in range(0, len(xs), 4)]
 timed("network", lambda ps: [backbone(b) for b in batches[: max(1, len(ps) // 4)]])
 out["network"] = {k: v * len(paths) / (4 * max(1, len(paths) // 4)) for k, v in out["network"].items()}
 if cfg.get("simplejpeg"):

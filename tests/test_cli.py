@@ -267,7 +267,7 @@ def library_tags(root: Path, names: list[str], bundle: Path, seed: int) -> dict[
     torch.set_num_threads(1)  # as the CLI runs (OMP_NUM_THREADS=1)
     try:
         cfg = dataclasses.replace(tagger.bundle.features, runtime="torch")
-        backbone = load_backbone(cfg, torch.device("cpu"))
+        backbone = load_backbone(cfg, "cpu")
         paths = [root / name for name in names]
         decode = {"max_side": cfg.max_side, "max_pixels": cfg.max_pixels}
         feats = dict(

@@ -271,8 +271,10 @@ def check_metrics(repo: Path, reproduced: set[str], all_stages: dict[str, dict[s
 def tag_with_the_installed_cli(repo: Path, work: Path) -> None:
     """`tagan tag` (the console script pyproject.toml installs) run from an unrelated folder on two new photos
     with the pipeline's bundle: each gets tags from the bundle's vocabulary and an XMP sidecar; the working
-    folder stays empty. PYTHONPATH points at the repo copy so that the script runs the code under test (the
-    installed package may be another checkout's editable install)."""
+    folder stays empty. Run again with torch made unimportable and two decode workers, it gives the same tags:
+    the default method and the ONNX backbone need no torch (half the start-up). PYTHONPATH points at the repo
+    copy so that the script runs the code under test (the installed package may be another checkout's
+    editable install)."""
     from PIL import Image
 
     found = shutil.which("tagan", path=os.pathsep.join([str(Path(sys.executable).parent), str(VENV_BIN)]))
@@ -288,11 +290,21 @@ def tag_with_the_installed_cli(repo: Path, work: Path) -> None:
     Image.new("RGB", (48, 40), (25, 55, 200)).save(photos / "blue.jpg")  # nothing to name: no keyword
     bundle = repo / "data" / "tagger"
     env = {**_env(), "PYTHONPATH": str(repo)}
-    cmd = [str(script), "tag", "--model", str(bundle), "--format", "jsonl", "--workers", "0",
-           "--write-xmp", str(photos)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [str(script), "tag", "--model", str(bundle), "--format", "jsonl", "--batch-size", "1", str(photos)]
+    proc = subprocess.run([*cmd, "--workers", "0", "--write-xmp"], cwd=elsewhere, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    blocker = work / "no torch" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('tagan tag imported torch')\n")
+    no_torch = {**env, "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(repo)])}
+    again = subprocess.run([*cmd, "--workers", "2"], cwd=elsewhere, env=no_torch, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {Path(r["path"]).name: r["tags"] for r in map(json.loads, again.stdout.splitlines())} == {
+        name: r["tags"] for name, r in records.items()
+    }
     assert sorted(records) == ["blue.jpg", "cat.jpg", "coffee.jpg"], proc.stdout
     assert records.pop("blue.jpg")["tags"] == [] and not (photos / "blue.jpg.xmp").exists()
     vocabulary = {w for f in ("index", "open") for w in json.loads((bundle / f / "words.json").read_text())}

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from wordnet_fixtures import GENERIC, freq, mini_wordnet, wnid
 
-from tagan.models.open_cgan import OpenCGANConfig, OpenDecoder, build, sample_words
+from tagan.models.open_cgan import OpenCGANConfig, build
 from tagan.tagging.index import TagIndex, decode_votes, l2_normalize
 from tagan.tagging.open_cgan import ClassPairs, class_targets, head_words, prior_table, related_classes
+from tagan.tagging.open_decoder import GeneratorWeights, OpenDecoder, sample_words
 from tagan.tagging.open_vocab import WordNetPosterior, conse, conse_vectors, imagenet_names
 from tagan.tagging.vocabulary import build_vocabulary, imagenet_classes
 
@@ -85,7 +86,7 @@ def test_open_decoder_votes_equal_faiss_votes_on_hard_samples() -> None:
     for nb in (1, 3):
         got = dec.tag(feats, samples=50, neighbors=nb, top_k=6, seed=1)
         post, x, gate = dec.inputs(feats, 2.0)
-        ids = sample_words(dec.g, post, x, gate, 50, seed=1).numpy()  # (B, S)
+        ids = sample_words(dec.g, post, x, gate, 50, seed=1)  # (B, S)
         want = decode_votes(index.vectors[rows[ids]], index, neighbors=nb, top_k=6)
         assert [[w for w, _ in t] for t in got] == [[w for w, _ in t] for t in want]
         assert all(np.isclose(a, b) for t, u in zip(got, want) for (_, a), (_, b) in zip(t, u))
@@ -94,8 +95,34 @@ def test_open_decoder_votes_equal_faiss_votes_on_hard_samples() -> None:
     post, x, gate = dec.inputs(feats, 2.0)
     for seed, b in ((1, 1), (1, 3), (2, 1), (1, 1), (2, 3), (1, 2)):
         want = sample_words(dec.g, post[:b], x[:b], gate[:b], 50, seed=seed)
-        assert torch.equal(sample_words(dec.g, post[:b], x[:b], gate[:b], 50, seed=seed, cache=cache), want)
+        assert np.array_equal(
+            sample_words(dec.g, post[:b], x[:b], gate[:b], 50, seed=seed, cache=cache), want
+        )
     assert set(cache) == {(1, 50), (2, 50)}
+
+
+def test_numpy_generator_computes_the_torch_generators_logits() -> None:
+    """The CLI serves G in numpy (no torch import): its logits are the torch Generator's, feature gate on and off."""
+    torch.manual_seed(0)
+    cfg = OpenCGANConfig(noise_dim=4, g_noise_hidden=8, g_post_hidden=8, g_feat_hidden=8, feature_dim=6,
+                         n_classes=5, tag_dim=8, n_words=7, prior_weight=0.5)  # fmt: skip
+    g, _ = build(cfg)
+    g.eval()
+    g.prior.copy_(torch.softmax(torch.randn(5, 7), 1))
+    g.norm.fit(torch.randn(20, 6) * 3 + 1)
+    torch.nn.init.normal_(g.missing)
+    post = torch.softmax(torch.randn(4, 5), 1)
+    x, gate, z = torch.randn(4, 6), torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.randn(3, 4)
+    np_g = GeneratorWeights.from_checkpoint(
+        {"config": {"model": cfg.to_dict()}, "state_dict": {"generator": g.state_dict()}}
+    )
+    with torch.no_grad():
+        want_cond, want_noise = g.cond_logits(post, x, gate).numpy(), g.noise_logits(z).numpy()
+    np.testing.assert_allclose(
+        np_g.cond_logits(post.numpy(), x.numpy(), gate.numpy()), want_cond, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(np_g.noise_logits(z.numpy()), want_noise, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(want_cond[0], want_cond[1])  # the gate and the inputs matter
 
 
 def test_faiss_round_trip_on_a_big_vocabulary(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ when the feature gate is off), joint linear -> logits over the head words (+ `pr
 WordNet class -> word table applied to p); a Gumbel-softmax draw mixes the head's word vectors (training)
 or picks one word (`hard`, sampling: an exact draw from G's categorical distribution).
 D: projection discriminator psi(h(t)) + <embed(p) + gate * embed(x), h(t)>.
+
+Serving a trained G (hard samples, expected votes) needs no torch: tagan.tagging.open_decoder.
 """
 
 from __future__ import annotations
@@ -18,14 +20,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tagan.models.tag_cgan import FeatureNorm, init_weights
-from tagan.tagging.index import TagIndex, Tags, count_votes, l2_normalize, top_k_order
-from tagan.tagging.open_vocab import posterior
 
 
 @dataclass
@@ -139,150 +138,3 @@ def build(cfg: OpenCGANConfig) -> tuple[Generator, Discriminator]:
     init_weights(g)
     init_weights(d)
     return g, d
-
-
-NoiseCache = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]]
-NOISE_CACHE_ENTRIES, NOISE_CACHE_ELEMENTS = 8, 1 << 20  # seeds kept; (S, W) elements per seed at most
-
-
-def _noise(
-    g: Generator, samples: int, width: int, gen: torch.Generator, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One image's draws: (noise part of the logits (S, W), log E (S, W)) with E ~ Exp(1)."""
-    z = torch.randn(samples, g.cfg.noise_dim, generator=gen)  # (S, Z)
-    e = torch.from_numpy(rng.standard_exponential((samples, width), dtype=np.float32))  # E ~ Exp(1)
-    return g.noise_logits(z), e.log_()
-
-
-@torch.no_grad()
-def sample_words(
-    g: Generator, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, samples: int, seed: int = 0,
-    cache: NoiseCache | None = None,
-) -> torch.Tensor:  # fmt: skip
-    """Hard samples: (B, S) head-word ids, each an exact draw from softmax(G's logits) (the Gumbel-max trick).
-
-    The posterior/feature part of the logits is computed once per image; only the noise part per sample.
-    The first image's draws depend only on (seed, samples): with `cache` (one per G) they are drawn once and
-    kept with both generators' states after them, so a call tags exactly as without it (the CLI tags one
-    photo per call, all with one seed: its per-photo cost drops to the conditional logits and an argmax).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)  # numpy's ziggurat draws the (S, W) noise ~10x faster than torch's
-    base = g.cond_logits(post, x, gate)  # (B, W)
-    width = base.shape[1]
-    out = []
-    for i in range(base.shape[0]):
-        if i == 0 and cache is not None and samples * width <= NOISE_CACHE_ELEMENTS:
-            if (seed, samples) not in cache:
-                if len(cache) >= NOISE_CACHE_ENTRIES:
-                    cache.pop(next(iter(cache)))
-                cache[seed, samples] = (
-                    *_noise(g, samples, width, gen, rng),
-                    gen.get_state(),
-                    rng.bit_generator.state,
-                )
-            noise, log_e, gen_state, rng_state = cache[seed, samples]
-            gen.set_state(gen_state)  # as if drawn now: the next image draws what it drew before
-            rng.bit_generator.state = rng_state
-        else:
-            noise, log_e = _noise(g, samples, width, gen, rng)
-        logits = base[i : i + 1] + noise  # (S, W)
-        out.append((logits - log_e).argmax(1))  # -log(E) is Gumbel noise: an exact categorical draw
-    return torch.stack(out)  # (B, S)
-
-
-class OpenDecoder:
-    """Serves an open CGAN checkpoint: posterior from features, optional feature gate, hard samples, votes.
-
-    A hard sample IS a head word's vector, a row of the open index, so its FAISS nearest neighbours are a
-    fixed list per head word (its own word first: cosine 1): they are looked up once at load, and decoding
-    needs no search per photo: `count_votes` counts them as `decode_votes` would on the sampled vectors.
-    """
-
-    def __init__(
-        self, g: Generator, head_rows: np.ndarray, index: TagIndex, head: tuple[np.ndarray, np.ndarray],
-        train_features: np.ndarray | None = None, table_k: int = 20,
-    ) -> None:  # fmt: skip
-        self.g, self.index = g.eval(), index
-        self.train_features = None if train_features is None else l2_normalize(train_features)  # (N, F)
-        self.head = head  # the backbone's ImageNet head: weight (C, F), bias (C,)
-        self.head_rows = head_rows  # (W,) open-index row of each head word
-        sims, nn_idx = index.rows_search(head_rows, table_k)  # (W, k): own word first
-        self.table, self.table_sims = nn_idx, sims
-        self.noise_cache: NoiseCache = {}  # (seed, samples) -> the first image's draws (sample_words)
-
-    @classmethod
-    def load(
-        cls, ckpt: dict[str, Any], index: TagIndex, head: tuple[np.ndarray, np.ndarray],
-        train_features: np.ndarray | None = None,
-    ) -> OpenDecoder:  # fmt: skip
-        cfg = OpenCGANConfig(**ckpt["config"]["model"])
-        g = Generator(cfg)
-        g.load_state_dict(ckpt["state_dict"]["generator"])
-        words = ckpt["config"]["head"]
-        missing = [w for w in words if w not in index.word_index]
-        if missing:
-            from tagan.errors import UserError
-
-            raise UserError(
-                f"open CGAN head words missing from the open index ({missing[:3]}); rebuild the model"
-            )
-        rows = np.array([index.word_index[w] for w in words], dtype=np.int64)
-        return cls(g, rows, index, head, train_features)
-
-    def gate(self, features: np.ndarray, feature_gate: float) -> np.ndarray:
-        """1 for images whose cosine to the nearest training image is >= feature_gate, else 0: (B,)."""
-        if feature_gate <= 0:
-            return np.ones(len(features), np.float32)
-        if feature_gate > 1 or self.train_features is None:
-            return np.zeros(len(features), np.float32)
-        nearest = (l2_normalize(features) @ self.train_features.T).max(axis=1)  # (B,)
-        return (nearest >= feature_gate).astype(np.float32)
-
-    def inputs(
-        self, features: np.ndarray, feature_gate: float
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(posterior (B, C), features (B, F), gate (B,)) for G."""
-        f = np.asarray(features, dtype=np.float32)
-        x = torch.from_numpy(f)
-        post = torch.from_numpy(posterior(f, self.head).astype(np.float32))  # (B, C)
-        return post, x, torch.from_numpy(self.gate(f, feature_gate))
-
-    def tag(
-        self, features: np.ndarray, *, samples: int, neighbors: int, top_k: int, seed: int = 0,
-        allowed: set[str] | None = None, feature_gate: float = 2.0, expected: bool = False,
-    ) -> Tags:  # fmt: skip
-        """Top-k words per image by votes of `samples` hard samples, each voting for its `neighbors` nearest words;
-        `expected`: by the votes' expectation over the same noise draws (no sampling noise in the ranking)."""
-        post, x, gate = self.inputs(features, feature_gate)
-        mask = None if allowed is None else np.array([w in allowed for w in self.index.words])
-        k = min(neighbors, self.table.shape[1])
-        if expected:
-            return self.expected_votes(post, x, gate, samples, k, top_k, seed, mask)
-        ids = sample_words(self.g, post, x, gate, samples, seed, self.noise_cache).numpy()  # (B, S)
-        b = ids.shape[0]
-        idx, sims = self.table[ids, :k].reshape(b, -1), self.table_sims[ids, :k].reshape(b, -1)  # (B, S*k)
-        return count_votes(idx, sims, self.index.words, top_k=top_k, mask=mask)
-
-    @torch.no_grad()
-    def expected_votes(
-        self, post: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, samples: int, k: int, top_k: int, seed: int,
-        mask: np.ndarray | None,
-    ) -> Tags:  # fmt: skip
-        """Each word's expected vote share: softmax(G's logits) averaged over `samples` noise draws (one set for
-        every image), each head word's probability given to its k nearest words."""
-        gen = torch.Generator().manual_seed(seed)
-        noise = self.g.noise_logits(torch.randn(samples, self.g.cfg.noise_dim, generator=gen))  # (S, W)
-        base = self.g.cond_logits(post, x, gate)  # (B, W)
-        probs = torch.cat(
-            [F.softmax(b[:, None, :] + noise[None], dim=2).mean(1) for b in base.split(16)]
-        ).numpy()
-        words = self.index.words
-        votes = np.zeros((len(probs), len(words)))  # (B, V)
-        for j in range(k):
-            np.add.at(votes, (slice(None), self.table[:, j]), probs)
-        votes /= k
-        if mask is not None:
-            votes[:, ~mask] = 0.0
-        order = top_k_order(votes, top_k)
-        return [[(words[j], float(v[j])) for j in row if v[j] > 0] for v, row in zip(votes, order)]

@@ -2,8 +2,8 @@
 
 `open_session` loads the model bundle and its backbone; `tag_stream` yields one Record per photo found, in walk
 order, writing sidecars as it goes and skipping photos whose sidecar says their tags are still current
-(tagan.photos.ledger). torch, faiss and the Tagger are imported inside the functions that need them, so that
-`tagan --help` and `tagan untag` start without them.
+(tagan.photos.ledger). faiss and the Tagger are imported inside the functions that need them, so that
+`tagan --help` and `tagan untag` start without them; the default method and the ONNX backbone need no torch.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def load_tagger(model_dir: Path, method: str) -> Any:
     """The trained Tagger bundle; a missing or broken one is a UserError naming the command that builds it."""
     if not Path(model_dir).is_dir() or not any(Path(model_dir).iterdir()):
         raise UserError(f"no trained model in {model_dir}; {BUILD_HINT}")
-    from tagan.tagging.tagger import Tagger  # torch: not for --help
+    from tagan.tagging.tagger import Tagger  # numpy, faiss: not for --help
 
     try:
         return Tagger.load(Path(model_dir), method)
@@ -160,20 +160,18 @@ def open_session(
 ) -> Session:
     """Load the model bundle (first: a missing model fails before anything else loads) and its backbone."""
     tagger = load_tagger(model_dir, method)
-    from tagan.tagging.features import load_backbone  # torch: not for --help
-    from tagan.utils import resolve_device  # torch
+    from tagan.models.backbones import resolve_device
+    from tagan.tagging.features import load_backbone
 
     feats, words, path_of = _tagger_parts(tagger)  # feats: exactly how the pipeline extracted its features
     allowed = read_vocab(vocab, words) if vocab else None
     if runtime is not None:  # another runtime; it is checked against torch's features when it loads
         feats = dataclasses.replace(feats, runtime=runtime)
     backbone = load_backbone(feats, resolve_device(device))
-    if backbone.runtime != "torch" and backbone.device.type == "cpu":
-        import torch
-
-        # torch now only runs the tagger on one photo at a time: too small for intra-op threads, which
+    if backbone.runtime != "torch" and "torch" in sys.modules:  # a method that runs torch (not the default)
+        # torch then only runs the tagger on one photo at a time: too small for intra-op threads, which
         # cost 10x in wall time on a busy machine (4.5 vs 45 CPU ms/photo measured at load 11)
-        torch.set_num_threads(1)
+        sys.modules["torch"].set_num_threads(1)
     decode = {"max_side": feats.max_side, "max_pixels": feats.max_pixels}
     return Session(tagger, backbone, model_id(model_dir, method), allowed, decode, path_of,
                    ledger.file_hash(vocab) if vocab else None, faces and tagger.wants_faces)  # fmt: skip
@@ -182,7 +180,7 @@ def open_session(
 def photo_features(session: Session, paths: list[Path], *, batch_size: int, workers: int) -> Iterator[Any]:
     """tagan.tagging.features.Extracted per photo (feature, face evidence, or the skip reason), extracted exactly as
     photo_eval does (the bundle's config)."""
-    from tagan.tagging.features import extract_features  # torch: not for --help
+    from tagan.tagging.features import extract_features
 
     return extract_features(
         paths, session.backbone, batch_size=batch_size, workers=workers, faces=session.faces,

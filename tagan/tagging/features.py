@@ -12,22 +12,24 @@ import json
 import logging
 import os
 import shutil
+import signal
+import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from tagan.config import check, positive
 from tagan.errors import UserError
 from tagan.files import save_npz, write_json, write_text
 from tagan.models.backbones import RUNTIMES, Backbone
 from tagan.readers.images import DEFAULT_MAX_PIXELS, ImageError, load_image
-from tagan.utils import progress
 
 log = logging.getLogger(__name__)
 RESUME_DIR = (
@@ -72,51 +74,68 @@ class Extracted(NamedTuple):
     faces: np.ndarray | None = None  # tagan.tagging.faces.face_evidence, when asked for
 
 
-class _Decode(Dataset):
-    """Decode + transform one path (+ face evidence); failures become (index, None, reason, None)."""
+@dataclass
+class _Decoder:
+    """Decode a batch of paths: load_image + the backbone's transform (+ face evidence) per path; a failure is
+    (None, reason, None). Picklable: decode worker processes run it."""
 
-    def __init__(
-        self, paths: list[Path], backbone: Backbone, max_side: int, max_pixels: int, faces: bool
-    ) -> None:
-        self.paths, self.transform = paths, backbone.transform
-        self.max_side, self.max_pixels, self.faces = max_side, max_pixels, faces
+    transform: Callable[[Any], np.ndarray]
+    max_side: int
+    max_pixels: int
+    faces: bool
 
-    def __len__(self) -> int:
-        return len(self.paths)
+    def __call__(self, paths: list[Path]) -> list[tuple[np.ndarray | None, str | None, np.ndarray | None]]:
+        out: list[tuple[np.ndarray | None, str | None, np.ndarray | None]] = []
+        for path in paths:
+            try:
+                image = load_image(path, self.max_side, max_pixels=self.max_pixels)
+                evidence = None
+                if self.faces:
+                    from tagan.tagging.faces import detect_evidence
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None, np.ndarray | None]:
-        try:
-            image = load_image(self.paths[i], self.max_side, max_pixels=self.max_pixels)
-            evidence = None
-            if self.faces:
-                from tagan.tagging.faces import detect_evidence
-
-                evidence = detect_evidence(image)
-        except ImageError as e:
-            return i, None, e.reason, None
-        return i, self.transform(image), None, evidence  # (3, S, S)
-
-
-def _collate(
-    batch: list[tuple[int, torch.Tensor | None, str | None, np.ndarray | None]],
-) -> tuple[list[int], torch.Tensor | None, list, list]:
-    """Stack the decoded images of a batch; keep every item's index, failure reason and face evidence."""
-    ok = [t for _, t, _, _ in batch if t is not None]
-    return (
-        [b[0] for b in batch],
-        (torch.stack(ok) if ok else None),
-        [b[2] for b in batch],
-        [b[3] for b in batch],
-    )
+                    evidence = detect_evidence(image)
+            except ImageError as e:
+                out.append((None, e.reason, None))
+                continue
+            out.append((self.transform(image), None, evidence))  # (3, S, S)
+        return out
 
 
-def _worker_init(_: int) -> None:
-    """One thread per decode worker, for torch and for numpy's BLAS (the face detector's crop resizing: BLAS's
-    own threads made `tagan tag` 2x slower with faces on, at 2x the CPU time)."""
+def _worker_init() -> None:
+    """A decode worker: Ctrl-C is the main process's to handle; one thread for numpy's BLAS (the face detector's
+    crop resizing: BLAS's own threads made `tagan tag` 2x slower with faces on, at 2x the CPU time) and torch."""
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(1)
+    if "torch" in sys.modules:  # inherited from a stage that uses it
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _decode_ahead(decode: _Decoder, batches: list[list[Path]], workers: int) -> Iterator[list]:
+    """decode(batch) for every batch, in order, in `workers` processes with at most 2 batches per worker ahead."""
+    with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+        pending: deque[tuple[list[Path], Future]] = deque()
+        try:
+            for batch in batches:
+                pending.append((batch, pool.submit(decode, batch)))
+                if len(pending) > 2 * workers:
+                    yield _result(*pending.popleft())
+            while pending:
+                yield _result(*pending.popleft())
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+def _result(batch: list[Path], future: Future) -> list:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise UserError(
+            f"a decode worker died reading one of {', '.join(map(str, batch))} (a crashing image decoder or out "
+            "of memory); leave that file out (--exclude) or decode in one process (--workers 0) to see which"
+        ) from None
 
 
 def extract_features(
@@ -132,36 +151,27 @@ def extract_features(
     """Yield an Extracted per path, in input order: its (dim,) float32 feature (and face evidence when `faces`),
     or None and the reason.
 
-    Workers decode (load_image + backbone.transform) while the main process runs the network; at most
-    about (workers * 2 + 1) batches are in memory at once; the network runs on the backbone's device. One
-    batch or less is decoded in this process: starting workers would cost more than it saves (~0.25 s).
+    Worker processes decode (load_image + backbone.transform) while this process runs the network; at most
+    about (workers * 2 + 1) batches are in memory at once. One batch or less is decoded in this process:
+    starting workers would cost more than it saves (~0.25 s).
     """
     paths = [Path(p) for p in paths]
-    if not paths:
-        return
-    if len(paths) <= batch_size:
-        workers = 0
-    loader = DataLoader(
-        _Decode(paths, backbone, max_side, max_pixels, faces),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_collate,
-        worker_init_fn=_worker_init if workers else None,
-        prefetch_factor=2 if workers else None,
-        persistent_workers=False,
-        pin_memory=backbone.device.type == "cuda",
+    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    decode = _Decoder(backbone.transform, max_side, max_pixels, faces)
+    decoded = (
+        _decode_ahead(decode, batches, workers) if workers and len(batches) > 1 else map(decode, batches)
     )
-    for indices, images, reasons, evidence in loader:
-        feats = backbone(images).numpy() if images is not None else None  # (B_ok, dim)
+    for batch, items in zip(batches, decoded):
+        ok = [x for x, _, _ in items if x is not None]
+        feats = backbone(np.stack(ok)) if ok else None  # (B_ok, dim)
         k = 0
-        for i, reason, ev in zip(indices, reasons, evidence):
+        for path, (_, reason, evidence) in zip(batch, items):
             if reason is None:
                 assert feats is not None
-                yield Extracted(paths[i], feats[k], None, ev)
+                yield Extracted(path, feats[k], None, evidence)
                 k += 1
             else:
-                yield Extracted(paths[i], None, reason)
+                yield Extracted(path, None, reason)
 
 
 def shard_bounds(n: int, num_shards: int, batch_size: int) -> list[tuple[int, int]]:
@@ -191,6 +201,8 @@ def compute_shard(
     cfg: FeatureConfig, workers: int, backbone: Backbone, ids: list[str], paths: list[str], out: Path
 ) -> dict[str, Any]:
     """Extract one shard's features and write them atomically to `out` (ids, features, skipped)."""
+    from tagan.utils import progress  # torch: the stage only
+
     t0 = time.perf_counter()
     keep_ids, feats, skipped = [], [], []
     stream = extract_features(
@@ -255,7 +267,7 @@ def feature_config(features_path: Path, backbone: str) -> FeatureConfig:
     return FeatureConfig(backbone=backbone)
 
 
-def load_backbone(cfg: FeatureConfig, device: torch.device | str = "cpu") -> Backbone:
+def load_backbone(cfg: FeatureConfig, device: str = "cpu") -> Backbone:
     """The backbone exactly as `cfg` extracts features (name, input size, fit, runtime): the image_features
     stage, photo_eval and the CLI all build it here."""
     from tagan.models.backbones import build_backbone

@@ -11,14 +11,16 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
-import torch
 
 from tagan.errors import UserError
 from tagan.files import atomic_path, read_json, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +242,9 @@ def decode_votes(
     (S * neighbors)); ties break on summed cosine. weighted=True counts each vote by its cosine instead.
     `allowed` restricts the candidate words (exact search over that subset).
     """
-    g = generated.detach().cpu().numpy() if isinstance(generated, torch.Tensor) else np.asarray(generated)
+    g = np.asarray(
+        generated.detach().cpu() if hasattr(generated, "detach") else generated
+    )  # a torch tensor too
     if g.ndim == 2:
         g = g[:, None, :]
     b, s, d = g.shape

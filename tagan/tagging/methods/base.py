@@ -12,16 +12,18 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
-import torch
 
 from tagan import config
 from tagan.errors import UserError
 from tagan.files import read_json
 from tagan.tagging.bundle import Bundle, MethodEntry, method_dir
 from tagan.tagging.index import TagData, TagIndex, Tags, decode_votes, top_from_scores
+
+if TYPE_CHECKING:
+    import torch
 
 M = TypeVar("M", bound="Method")
 _REGISTRY: dict[str, type[Method]] = {}

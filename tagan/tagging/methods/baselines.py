@@ -1,22 +1,25 @@
 """The baseline methods over the training tags: prior, knn, classifier, regressor and zeroshot (registered kinds).
 
 Their fitting lives in tagan.tagging.baselines; each class here is one registered kind with fit, save, load, tag.
+The MLP methods import torch when they load (the module imports none, so that registering them costs nothing).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from tagan.files import read_json, save_npz, write_json
-from tagan.models.tag_baselines import TagMLP, load_model
 from tagan.tagging.index import knn_scores, tag_matrix, zeroshot_scores
 from tagan.tagging.methods.base import FitContext, Resources, ScoreMethod, VoteMethod, register_method
-from tagan.utils import load_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    import torch
+
+    from tagan.models.tag_baselines import TagMLP
 
 
 @register_method("prior")
@@ -106,10 +109,15 @@ class _MLPMethod:
         return cls(cls.Settings(**options), ctx.resources, model)  # type: ignore[attr-defined]
 
     def save(self, directory: Path) -> None:
+        from tagan.utils import save_checkpoint  # torch
+
         save_checkpoint(Path(directory) / "model.pt", self.model.cfg.to_dict(), self.model.state_dict())
 
     @classmethod
     def load(cls, directory: Path, settings: Any, resources: Resources) -> Any:
+        from tagan.models.tag_baselines import load_model  # torch
+        from tagan.utils import load_checkpoint
+
         return cls(settings, resources, load_model(load_checkpoint(Path(directory) / "model.pt")))
 
 
@@ -120,6 +128,8 @@ class Classifier(_MLPMethod, ScoreMethod):
     mlp_kind = "classifier"
 
     def scores(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.no_grad():
             return torch.sigmoid(self.model(torch.from_numpy(features))).numpy()
 
@@ -137,6 +147,8 @@ class Regressor(_MLPMethod, VoteMethod):
     Settings = NeighborSettings
 
     def generate(self, features: np.ndarray, seed: int = 0) -> torch.Tensor:
+        import torch
+
         with torch.no_grad():
             return self.model(torch.from_numpy(features))[:, None, :]  # (B, 1, D)
 

@@ -3,25 +3,30 @@
 
 A `cgan` method's fit reads a trained checkpoint and, given a neighbours grid, chooses the decoding
 (neighbours, vote weighting) on the val rows: the paper's decoding and the val-tuned one are two settings of it.
+`cgan` runs its generator in torch (imported when it loads); `cgan_open` serves its G in numpy
+(tagan.tagging.open_decoder) from `generator.npz`, so the default method imports no torch.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from tagan.errors import UserError
 from tagan.files import save_npz
-from tagan.models.open_cgan import OpenDecoder
-from tagan.models.tag_cgan import Generator, load_generator, sample
 from tagan.tagging.index import TagData, TagIndex, Tags, decode_votes
 from tagan.tagging.methods.base import FitContext, Method, Resources, VoteMethod, register_method
-from tagan.utils import load_checkpoint, save_checkpoint
+from tagan.tagging.open_decoder import OpenDecoder
+
+if TYPE_CHECKING:
+    import torch
+
+    from tagan.models.tag_cgan import Generator
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,8 @@ class CGAN(VoteMethod):
     Settings = CGANSettings
 
     def __init__(self, settings: Any, resources: Resources, ckpt: dict[str, Any]) -> None:
+        from tagan.models.tag_cgan import load_generator  # torch
+
         super().__init__(settings, resources)
         self.ckpt = generator_checkpoint(ckpt)
         self.g: Generator = load_generator(self.ckpt)
@@ -73,6 +80,11 @@ class CGAN(VoteMethod):
         **options: Any,
     ) -> CGAN:  # fmt: skip
         """Serve a trained checkpoint; with `neighbors_grid`, the neighbours and weighting are chosen on val."""
+        import torch
+
+        from tagan.models.tag_cgan import sample
+        from tagan.utils import load_checkpoint
+
         index, ckpt = ctx.resources.index(), load_checkpoint(checkpoint)
         if ckpt["config"].get("vocab") not in (None, index.words):
             raise UserError(
@@ -92,13 +104,21 @@ class CGAN(VoteMethod):
         return method
 
     def save(self, directory: Path) -> None:
+        from tagan.utils import save_checkpoint
+
         save_checkpoint(Path(directory) / "generator.pt", self.ckpt["config"], self.ckpt["state_dict"])
 
     @classmethod
     def load(cls, directory: Path, settings: Any, resources: Resources) -> CGAN:
+        from tagan.utils import load_checkpoint
+
         return cls(settings, resources, load_checkpoint(Path(directory) / "generator.pt"))
 
     def generate(self, features: np.ndarray, seed: int = 0) -> torch.Tensor:
+        import torch
+
+        from tagan.models.tag_cgan import sample
+
         return sample(self.g, torch.from_numpy(features), self.settings.samples, seed)  # (B, S, D)
 
     def describe(self, features: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -139,16 +159,24 @@ class OpenCGAN(Method):
     @classmethod
     def fit(cls, ctx: FitContext, *, checkpoint: Path, **options: Any) -> OpenCGAN:
         """Serve a trained checkpoint; the training images' features are the feature gate's domain."""
+        from tagan.utils import load_checkpoint  # torch: fitting only
+
         gate_features = ctx.data.features[ctx.train].astype(np.float32)
         return cls(cls.Settings(**options), ctx.resources, load_checkpoint(checkpoint), gate_features)
 
     def save(self, directory: Path) -> None:
-        save_checkpoint(Path(directory) / "generator.pt", self.ckpt["config"], self.ckpt["state_dict"])
+        """generator.npz: the checkpoint's config (JSON) and G's weights as arrays (`g.` + state dict key)."""
+        weights = {f"g.{k}": np.asarray(v) for k, v in self.ckpt["state_dict"]["generator"].items()}
+        save_npz(
+            Path(directory) / "generator.npz", config=np.array(json.dumps(self.ckpt["config"])), **weights
+        )
         save_npz(Path(directory) / "gate.npz", features=self.gate_features)
 
     @classmethod
     def load(cls, directory: Path, settings: Any, resources: Resources) -> OpenCGAN:
-        ckpt = load_checkpoint(Path(directory) / "generator.pt")
+        with np.load(Path(directory) / "generator.npz") as z:
+            weights = {k[2:]: z[k] for k in z.files if k.startswith("g.")}
+            ckpt = {"config": json.loads(str(z["config"])), "state_dict": {"generator": weights}}
         with np.load(Path(directory) / "gate.npz") as z:
             return cls(settings, resources, ckpt, z["features"])
 
