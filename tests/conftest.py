@@ -7,13 +7,16 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 
 @pytest.fixture(autouse=True)
 def _restore_process_state() -> Iterator[None]:
-    """Restore torch's thread count and the SIGALRM handler, and cancel any pending alarm, after each test."""
+    """Restore torch's and the BLAS libraries' thread counts (`tagan tag` in-process sets both to 1) and the SIGALRM
+    handler, and cancel any pending alarm, after each test."""
     torch = sys.modules.get("torch")  # only when already imported: torch-free tests stay torch-free
     threads = torch.get_num_threads() if torch is not None else None
+    blas = _blas_threads()
     alarm_handler = signal.getsignal(signal.SIGALRM)
     try:
         yield
@@ -22,3 +25,10 @@ def _restore_process_state() -> Iterator[None]:
         signal.signal(signal.SIGALRM, alarm_handler)
         if torch is not None and threads is not None and torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+        if _blas_threads() != blas:
+            threadpool_limits(limits=blas)
+
+
+def _blas_threads() -> dict[str, int]:
+    """Thread count of each loaded BLAS library, by its path."""
+    return {p["filepath"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}

@@ -168,10 +168,15 @@ def open_session(
     if runtime is not None:  # another runtime; it is checked against torch's features when it loads
         feats = dataclasses.replace(feats, runtime=runtime)
     backbone = load_backbone(feats, resolve_device(device))
-    if backbone.runtime != "torch" and "torch" in sys.modules:  # a method that runs torch (not the default)
-        # torch then only runs the tagger on one photo at a time: too small for intra-op threads, which
-        # cost 10x in wall time on a busy machine (4.5 vs 45 CPU ms/photo measured at load 11)
-        sys.modules["torch"].set_num_threads(1)
+    if backbone.runtime != "torch":
+        # the tagger (numpy, and torch for some methods) then only runs on one photo at a time: too small for
+        # intra-op threads, which spin beside the engine's and the decode workers' (torch's cost 10x in wall
+        # time on a busy machine: 4.5 vs 45 CPU ms/photo measured at load 11)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
+        if "torch" in sys.modules:  # a method that runs torch (not the default)
+            sys.modules["torch"].set_num_threads(1)
     decode = {"max_side": feats.max_side, "max_pixels": feats.max_pixels}
     return Session(tagger, backbone, model_id(model_dir, method), allowed, decode, path_of,
                    ledger.file_hash(vocab) if vocab else None, faces and tagger.wants_faces)  # fmt: skip
