@@ -164,3 +164,52 @@ def test_cli_shards_in_separate_processes_then_merge(tmp_path: Path) -> None:
     assert list(ids) == ["id0", "id1", "id3", "id4"] and feats.shape == (4, 1280)
     bad = cli("--shard", "5", "--num-shards", "2")
     assert bad.returncode == 2 and "--shard must be in [0, 1]" in bad.stderr
+
+
+KILLED_CONSUMER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from tagan.models.backbones import Backbone, pil_transform
+from tagan.tagging.features import extract_features
+
+net = Backbone("probe", 4, 32, pil_transform(32, [0.5] * 3, [0.5] * 3), None, "cpu", "onnxruntime",
+               lambda x: np.zeros((len(x), 4), np.float32))
+for _ in extract_features(sorted(Path(sys.argv[1]).iterdir()), net, batch_size=1, workers=2, max_side=64):
+    print("decoding", flush=True)
+    time.sleep(600)  # a slow consumer: the workers wait with batches decoded ahead
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_decode_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of `tagan tag` (or of a stage) leaves no decode worker behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_images(tmp_path / "img", 8)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_CONSUMER, str(tmp_path / "img")], cwd=root,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "decoding\n"
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2, children  # the two decode workers
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def alive(pid: str) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"  # a zombie has exited (reparented, not yet reaped)
+
+    deadline = time.monotonic() + 20
+    while any(map(alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, children)), children

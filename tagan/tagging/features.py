@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -101,20 +102,29 @@ class _Decoder:
         return out
 
 
-def _worker_init() -> None:
-    """A decode worker: Ctrl-C is the main process's to handle; one thread for numpy's BLAS (the face detector's
-    crop resizing: BLAS's own threads made `tagan tag` 2x slower with faces on, at 2x the CPU time) and torch."""
+def _worker_init(parent: int) -> None:
+    """A decode worker: Ctrl-C is the main process's to handle, and it exits when the main process is gone (even
+    by `kill -9`: a watchdog thread, as torch's DataLoader workers have); one thread for numpy's BLAS (the face
+    detector's crop resizing: BLAS's own threads made `tagan tag` 2x slower with faces on, at 2x the CPU time)
+    and torch."""
     from threadpoolctl import threadpool_limits
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
     threadpool_limits(1)
     if "torch" in sys.modules:  # inherited from a stage that uses it
         sys.modules["torch"].set_num_threads(1)
 
 
+def _exit_without(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def _decode_ahead(decode: _Decoder, batches: list[list[Path]], workers: int) -> Iterator[list]:
     """decode(batch) for every batch, in order, in `workers` processes with at most 2 batches per worker ahead."""
-    with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         pending: deque[tuple[list[Path], Future]] = deque()
         try:
             for batch in batches:
