@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,3 +214,28 @@ def test_decode_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> 
     while any(map(alive, children)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(alive, children)), children
+
+
+@pytest.mark.skipif(
+    multiprocessing.get_start_method() != "fork", reason="the patched decoder reaches forked workers"
+)
+def test_a_dead_decode_worker_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that kills its process (a segfault in a codec, the OOM killer) stops the run with a UserError
+    that says what happened and how to find the photo, not a BrokenProcessPool traceback."""
+    import os
+
+    from tagan.models.backbones import pil_transform
+    from tagan.tagging import features
+
+    real_load = features.load_image
+
+    def crashing_load(path: Path, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if path.name == "im4.png":
+            os._exit(139)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(features, "load_image", crashing_load)
+    net = Backbone("probe", 4, 32, pil_transform(32, [0.5] * 3, [0.5] * 3), None, "cpu", "onnxruntime",
+                   lambda x: np.zeros((len(x), 4), np.float32))  # fmt: skip
+    with pytest.raises(UserError, match=r"decode worker died .*\(--workers 0\)"):
+        list(extract_features(make_images(tmp_path, 8), net, batch_size=1, workers=2, max_side=64))

@@ -143,8 +143,8 @@ def _result(batch: list[Path], future: Future) -> list:
         return future.result()
     except BrokenProcessPool:
         raise UserError(
-            f"a decode worker died reading one of {', '.join(map(str, batch))} (a crashing image decoder or out "
-            "of memory); leave that file out (--exclude) or decode in one process (--workers 0) to see which"
+            f"a decode worker died (a crashing image decoder, or out of memory) at or after {batch[0]}; decode "
+            "in one process (--workers 0) to find the photo, then leave it out (--exclude)"
         ) from None
 
 
