@@ -21,18 +21,14 @@ class PhotoChoices:
     wordnet_beta: float = 0.5  # wordnet: specificity exponent
     wordnet_gamma: float = 1.0  # wordnet: word-frequency exponent
     open_neighbors: int = 1  # cgan_open: words each sample votes for
-    open_feature_gate: float = (
-        0.55  # cgan_open: feature branch on when the cosine to a training image >= this
-    )
+    open_feature_gate: float = 0.55  # cgan_open: feature branch on at cosine >= this to a training image
     open_expected: bool = True  # cgan_open: rank by expected votes (True) or hard-sample counts
     min_score: float = 0.01  # the default method's keyword threshold (its score scale)
     min_score_faces: float = 0.1  # ... and on a photo with a face (the backbone sees clothes and gear there)
     max_entropy: float = 4.5  # noise gate: no keywords when the posterior's entropy (nats) is above this ...
     min_active: float = 0.32  # ... and fewer than this share of the backbone's feature channels fire
     max_broad: int = 1  # broad category words per photo
-    collection_words: bool = (
-        False  # words known only from the training collection's tags (clip-art: icon, flag)
-    )
+    collection_words: bool = False  # words known only from the collection's tags (clip-art: icon, flag)
     faces: bool = True  # person words from the face detector
 
     def __post_init__(self) -> None:

@@ -7,16 +7,16 @@ A method ranks vocabulary words with a score. `finish` turns that ranking into k
 2. words for people come from the face detector's evidence (tagan.tagging.faces): a face makes "person", two
    or more "people", scored by the detector's confidence;
 3. words known only from the training collection's tags (`collection`: no WordNet or ImageNet sense; the
-   clip-art's icon, flag, filesystem, europe) only when `collection_words` (off for the clip-art bundle: on the
-   photo val split none of them was right); broad words (WordNet categories: animal, dog, vehicle) are kept only up to `max_broad` per photo (the
-   person words do not count);
+   clip-art's icon, flag, filesystem, europe) only when `collection_words` (off for the clip-art bundle: on
+   the photo val split none of them was right); broad words (WordNet categories: animal, dog, vehicle) are
+   kept only up to `max_broad` per photo (the person words do not count);
 4. a word is kept only when its score reaches `min_score` (`min_score_faces` on a photo with a face: around
-   people the backbone sees their clothes and gear, "fur coat, weight, knee pad, maraca"), and the method's words at all only when the photo
-   shows something the backbone knows (`noise_gate`): a photo gets none when its ImageNet posterior is flat
-   (entropy above `max_entropy` nats; 6.91 is uniform) AND few of the backbone's feature channels fire (under
-   `min_active`). Noise, blank and gradient images have both (4.5-6.7 nats, 12-28% of the channels); flat
-   real photos (a forest, a canyon, a road) are flat only: 33-81% of the channels fire. `top_k` is a ceiling,
-   not a quota: a photo of noise gets nothing.
+   people the backbone sees their clothes and gear, "fur coat, weight, knee pad, maraca"), and the method's
+   words at all only when the photo shows something the backbone knows (`noise_gate`): a photo gets none
+   when its ImageNet posterior is flat (entropy above `max_entropy` nats; 6.91 is uniform) AND few of the
+   backbone's feature channels fire (under `min_active`). Noise, blank and gradient images have both
+   (4.5-6.7 nats, 12-28% of the channels); flat real photos (a forest, a canyon, a road) are flat only:
+   33-81% of the channels fire. `top_k` is a ceiling, not a quota: a photo of noise gets nothing.
 
 `Keywords` is stored in the bundle (info.json `keywords`), chosen on the real-photo val split (photo_eval).
 """
@@ -43,9 +43,7 @@ class Keywords:
     min_active: float = 1.0  # ... and a share of active feature channels below this: no method words
     max_broad: int = 1  # broad category words kept per photo
     min_score_faces: float = 0.0  # on a photo with a face, the method's words need at least this score too
-    collection_words: bool = (
-        True  # words known only from the training collection's tags (clip-art: icon, flag)
-    )
+    collection_words: bool = True  # words known only from the collection's tags (clip-art: icon, flag)
     faces: bool = True  # person words from the face detector
     candidates: int = 40  # ranked words read per photo before filtering
 

@@ -9,8 +9,9 @@ same name (tests/test_open_vocab.py checks them against it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from tagan.tagging.open_vocab import posterior
 
 # (seed, samples) -> (noise logits (S, W), log E (S, W), the generator's state after them)
 NoiseCache = dict[tuple[int, int], tuple[np.ndarray, np.ndarray, dict[str, Any]]]
+T = TypeVar("T")
 NOISE_CACHE_ENTRIES, NOISE_CACHE_ELEMENTS = 8, 1 << 20  # seeds kept; (S, W) elements per seed at most
 
 
@@ -42,6 +44,10 @@ class GeneratorWeights:
         model = ckpt["config"]["model"]
         state = {k: np.asarray(v, dtype=np.float32) for k, v in ckpt["state_dict"]["generator"].items()}
         return cls(int(model["g_noise_hidden"]), float(model["prior_weight"]), state)
+
+    @property
+    def z_dim(self) -> int:
+        return self.state["noise.0.weight"].shape[1]
 
     def _dense(self, name: str, x: np.ndarray) -> np.ndarray:
         return x @ self.state[f"{name}.weight"].T + self.state[f"{name}.bias"]
@@ -77,21 +83,17 @@ def sample_words(
     """
     rng = np.random.default_rng(seed)
     base = g.cond_logits(post, x, gate)  # (B, W)
-    width, z_dim = base.shape[1], g.state["noise.0.weight"].shape[1]
+    width = base.shape[1]
 
     def draw() -> tuple[np.ndarray, np.ndarray]:
-        z = rng.standard_normal((samples, z_dim), dtype=np.float32)
+        z = rng.standard_normal((samples, g.z_dim), dtype=np.float32)
         e = rng.standard_exponential((samples, width), dtype=np.float32)  # can be exactly 0 in float32
         return g.noise_logits(z), np.log(np.maximum(e, np.finfo(np.float32).tiny))
 
     out = np.empty((base.shape[0], samples), np.int64)
     for i in range(base.shape[0]):
         if i == 0 and cache is not None and samples * width <= NOISE_CACHE_ELEMENTS:
-            if (seed, samples) not in cache:
-                if len(cache) >= NOISE_CACHE_ENTRIES:
-                    cache.pop(next(iter(cache)))
-                cache[seed, samples] = (*draw(), rng.bit_generator.state)
-            noise, log_e, state = cache[seed, samples]
+            noise, log_e, state = _cached(cache, (seed, samples), lambda: (*draw(), rng.bit_generator.state))
             rng.bit_generator.state = state  # as if drawn now: the next image draws what it drew before
         else:
             noise, log_e = draw()
@@ -170,13 +172,12 @@ class OpenDecoder:
     ) -> Tags:  # fmt: skip
         """Each word's expected vote share: softmax(G's logits) averaged over `samples` noise draws (one set for
         every image), each head word's probability given to its k nearest words."""
-        if (seed, samples) not in self.expected_noise:
-            if len(self.expected_noise) >= NOISE_CACHE_ENTRIES:
-                self.expected_noise.pop(next(iter(self.expected_noise)))
-            z_dim = self.g.state["noise.0.weight"].shape[1]
-            z = np.random.default_rng(seed).standard_normal((samples, z_dim), dtype=np.float32)
-            self.expected_noise[seed, samples] = self.g.noise_logits(z)
-        noise = self.expected_noise[seed, samples]  # (S, W)
+
+        def draw() -> np.ndarray:
+            z = np.random.default_rng(seed).standard_normal((samples, self.g.z_dim), dtype=np.float32)
+            return self.g.noise_logits(z)
+
+        noise = _cached(self.expected_noise, (seed, samples), draw)  # (S, W)
         base = self.g.cond_logits(post, x, gate)  # (B, W)
         chunks = np.split(base, range(16, len(base), 16))  # (16, S, W) at a time
         probs = np.concatenate([_softmax(b[:, None, :] + noise[None]).mean(1) for b in chunks])
@@ -189,6 +190,15 @@ class OpenDecoder:
             votes[:, ~mask] = 0.0
         order = top_k_order(votes, top_k)
         return [[(words[j], float(v[j])) for j in row if v[j] > 0] for v, row in zip(votes, order)]
+
+
+def _cached(cache: dict[Any, T], key: Any, make: Callable[[], T]) -> T:
+    """cache[key], made on first use; at NOISE_CACHE_ENTRIES entries the oldest goes."""
+    if key not in cache:
+        if len(cache) >= NOISE_CACHE_ENTRIES:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
