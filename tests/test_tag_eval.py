@@ -13,6 +13,7 @@ from pipeline.tag_eval import Params, run
 from tagan import metrics
 from tagan.config import Runtime, from_dict
 from tagan.errors import UserError
+from tagan.evaluation.reports import caption
 from tagan.evaluation.scoring import paired_group_bootstrap, precision_at_k_per_image
 from tagan.files import read_json
 from tagan.tagging.baselines import class_to_tag_matrix
@@ -171,3 +172,10 @@ def test_tiny_run_scores_every_method_and_bundle_serves_tagger(tmp_path, monkeyp
         Tagger.load(tmp_path / "bundle", "clip")
     with pytest.raises(UserError, match="features must be"):
         knn.tag(np.zeros((2, 3), dtype=np.float32))
+
+
+def test_example_captions_keep_whole_words() -> None:
+    words = ["white goods", "dish washer", "dishwasher", "kitchen", "microwave", "microwave oven"]
+    lines = caption("tagan: ", words, 2)
+    assert lines == ["tagan: white goods, dish washer,", "dishwasher, kitchen, microwave, ..."]
+    assert all(len(line) <= 37 for line in lines) and caption("tagan: ", [], 2) == ["tagan:"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,12 @@ def examples_markdown(data: TagData, rows: np.ndarray, predictions: dict[str, Ta
     return "\n".join(lines) + "\n"
 
 
+def caption(head: str, words: list[str], lines: int, width: int = 37) -> list[str]:
+    """`head` and the words, wrapped at word boundaries into at most `lines` lines of `width` characters
+    (a cell's width); what does not fit ends in "..." rather than a cut word."""
+    return textwrap.wrap(head + ", ".join(words), width, max_lines=lines, placeholder=" ...") or [head]
+
+
 def examples_grid(
     paths: list[str],
     user: list[list[str]],
@@ -81,9 +88,9 @@ def examples_grid(
             grid.paste(im, (x + (cell - im.width) // 2, y + (cell - im.height) // 2))
         except Exception as e:  # a missing image leaves its cell blank
             log.warning("examples grid: cannot read %s (%s)", path, e)
-        draw.text((x + 3, y + cell + 2), ("user: " + ", ".join(user[i][:4]))[:38], fill=(90, 90, 90))
-        draw.text((x + 3, y + cell + 16), (f"{label}: " + ", ".join(generated[i][:4]))[:38], fill=(0, 0, 160))
-        draw.text((x + 3, y + cell + 30), ", ".join(generated[i][4:7])[:38], fill=(0, 0, 160))
+        draw.text((x + 3, y + cell + 2), caption("user: ", user[i], 1)[0], fill=(90, 90, 90))
+        for k, line in enumerate(caption(f"{label}: ", generated[i], 2)):
+            draw.text((x + 3, y + cell + 16 + 14 * k), line, fill=(0, 0, 160))
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         grid.save(tmp, format="PNG")
