@@ -15,6 +15,8 @@ from tagan.tagging.vocabulary import (
     Vocabulary,
     build_vocabulary,
     imagenet_classes,
+    is_taxon,
+    mark_words,
     normalize,
     setting_words,
 )
@@ -137,6 +139,19 @@ def test_the_places_a_class_gloss_names_are_its_setting(tmp_path: Path) -> None:
     assert setting_words(wn, wn.synset("barbell.n.01")) == []  # "a bar to which heavy discs are attached"
     assert setting_words(wn, wn.synset("chihuahua.n.03")) == []  # "tiny short-haired dog": no adjectives
     assert setting_words(wn, wn.synset("piggy_bank.n.01")) == []  # "a child's coin bank"
+
+
+@pytest.mark.skipif(not (DEBIAN_WORDNET / "data.noun").exists(), reason="Debian wordnet-base missing")
+def test_scientific_names_are_jargon(tmp_path: Path) -> None:
+    wn = load_wordnet(tmp_path / "wordnet")
+    assert is_taxon(wn, "chamaeleo chamaeleon") and is_taxon(wn, "loxodonta africana")
+    assert not is_taxon(wn, "african chameleon") and not is_taxon(wn, "aloe vera")
+    entries = [
+        VocabEntry("chamaeleo chamaeleon", "african_chameleon.n.01", 0.0),
+        VocabEntry("african chameleon", "african_chameleon.n.01", 2.0),
+    ]
+    mark_words(wn, entries)
+    assert [e.jargon for e in entries] == [True, False]
 
 
 def test_places_are_not_capped_like_broad_categories() -> None:

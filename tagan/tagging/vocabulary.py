@@ -21,7 +21,8 @@ The words people use (:func:`mark_words`). A word is `broad` when its sense is a
 `BROAD_MIN_HYPONYMS` senses below it (animal, vehicle, dog, bird). A word is `jargon`, never written to a photo,
 when it names the upper ontology (a sense in GENERIC_SYNSETS, or a word of `GENERIC_WORDS`), or when it is broad
 and either a phrase or rare (Zipf < `JARGON_MAX_ZIPF`): "consumer goods", "plant organ", "self-propelled
-vehicle", "placental", "vertebrate", "mammal" go; animal, dog, bird, insect, furniture, lamp stay.
+vehicle", "placental", "vertebrate", "mammal" go; animal, dog, bird, insect, furniture, lamp stay. Scientific
+names are jargon too (:func:`is_taxon`: "chamaeleo chamaeleon" beside "african chameleon").
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class VocabEntry:
 
 BROAD_MIN_HYPONYMS = 20
 JARGON_MAX_ZIPF = 3.5
+TAXON_GENUS = (
+    "genus.n.02"  # WordNet's biological genus: the Latin names ImageNet lists beside the common ones
+)
 TOP_MIN_ZIPF = 4.5  # the top of a keyword path: a common word (drink rather than fluid above coffee)
 #: Frequent single words that name categories, not things in a photo.
 GENERIC_WORDS = frozenset(
@@ -93,7 +97,19 @@ def mark_words(
             below[e.synset] = sum(1 for _ in syn.closure(lambda s: s.hyponyms() + s.instance_hyponyms()))
         e.broad = below[e.synset] >= broad_min
         upper = e.synset in generic or normalize(e.word) in GENERIC_WORDS
-        e.jargon = upper or (e.broad and (" " in e.word or "-" in e.word or e.zipf < JARGON_MAX_ZIPF))
+        phrase = " " in e.word or "-" in e.word
+        e.jargon = (
+            upper or (e.broad and (phrase or e.zipf < JARGON_MAX_ZIPF)) or (phrase and is_taxon(wn, e.word))
+        )
+
+
+def is_taxon(wn: Any, word: str) -> bool:
+    """Whether a phrase is a scientific name: its first word's first noun sense is a biological genus
+    ("chamaeleo chamaeleon", "loxodonta africana"; not "aloe vera": aloe is first the plant)."""
+    senses = wn.synsets(word.split()[0], "n")
+    return bool(senses) and any(
+        TAXON_GENUS in {s.name() for s in path} for path in senses[0].hypernym_paths()
+    )
 
 
 @dataclass
