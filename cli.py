@@ -204,7 +204,7 @@ TAG_OPTIONS = [
      help="GAN samples per photo, cgan only (default: the bundle's, those its test metrics used)")),
     (("--seed",), dict(type=int, default=0, help="random seed; same seed, same tags (default: 0)")),
     (("--vocab",), dict(type=Path, default=None, metavar="FILE", help="only use tags listed in FILE (one keyword per line)")),
-    (("--no-faces",), dict(action="store_true", help="skip the face detector (no person words; about 2x faster)")),
+    (("--no-faces",), dict(action="store_true", help="skip the face detector (person words then only from worn clothes; about 2x faster)")),
     (("--batch-size",), dict(type=_positive_int, default=4,
      help="photos per network batch (default: 4, the fastest on a 2-core CPU; try more on a GPU)")),
     (("--workers",), dict(type=_nonneg_int, default=1,

@@ -67,6 +67,7 @@ class Params:
     min_score_grid: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2])  # keywords
     max_entropy_grid: list[float] = field(default_factory=lambda: [4.5, 5.0, 5.5, 7.0])  # noise gate
     min_score_faces_grid: list[float] = field(default_factory=lambda: [0.0, 0.02, 0.05, 0.1, 0.2, 0.3])
+    min_worn_grid: list[float] = field(default_factory=lambda: [0.1, 0.15, 0.2, 0.3, 0.4, 1.0])  # clothes
     min_active_grid: list[float] = field(
         default_factory=lambda: [0.28, 0.32, 0.36, 1.0]
     )  # noise gate (1: entropy alone)
@@ -89,6 +90,7 @@ class Params:
             ("max_entropy", c.max_entropy, self.max_entropy_grid),
             ("min_active", c.min_active, self.min_active_grid),
             ("min_score_faces", c.min_score_faces, self.min_score_faces_grid),
+            ("min_worn", c.min_worn, self.min_worn_grid),
         ):
             config.check(value in grid, f"chosen.{key}", f"{value} is not on its val grid {grid}")
 
@@ -178,12 +180,14 @@ def run(
         x[rows["val"]], [photos[i] for i in rows["val"]], training, jargon, wn,
     )  # fmt: skip
     c = cfg.chosen
-    variants = [  # the threshold x the noise gate; then the collection's own words at the chosen point
+    variants = [  # the threshold x the noise gate; the collection's own words, the face threshold, clothes
         {"max_entropy": e, "min_active": a, "min_score": s, "collection_words": c.collection_words}
         for e in cfg.max_entropy_grid for a in cfg.min_active_grid for s in cfg.min_score_grid
     ] + [{"max_entropy": c.max_entropy, "min_active": c.min_active, "min_score": c.min_score,
           "collection_words": not c.collection_words}] + [
         {"min_score": c.min_score, "min_score_faces": f} for f in cfg.min_score_faces_grid
+    ] + [
+        {"min_score": c.min_score, "min_score_faces": c.min_score_faces, "min_worn": w} for w in cfg.min_worn_grid
     ]  # fmt: skip
     words_grid = keywords_grid(
         bundle_dir, FREE_METHODS + ("cgan_open",), variants, x[rows["val"]], [evidence[i] for i in rows["val"]],

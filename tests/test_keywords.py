@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tagan.tagging.faces import Face, face_evidence
-from tagan.tagging.keywords import Keywords, finish, noise_gate, person_words
+from tagan.tagging.keywords import CLOTHING, Keywords, finish, noise_gate, person_words, worn
 
 RANKED = [("scottish terrier", 0.30), ("placental", 0.20), ("dog", 0.15), ("animal", 0.10), ("leash", 0.05),
           ("mouth harp", 0.01)]  # fmt: skip
@@ -33,6 +33,10 @@ def test_jargon_goes_broad_words_are_capped_and_the_threshold_is_a_ceiling_not_a
         [[("static", 0.01), ("window screen", 0.01)]], top_k=10, keywords=Keywords(min_score=0.02)
     )
     assert none == []  # a photo of noise: nothing the method is sure of, nothing written
+    spellings = [("dish washer", 0.2), ("Dishwasher", 0.1), ("sea-coast", 0.1), ("seacoast", 0.1), ("日本", 0.1),
+                 ("中国", 0.1)]  # fmt: skip
+    (once,) = finish([spellings], top_k=10, keywords=Keywords())
+    assert [w for w, _ in once] == ["dish washer", "sea-coast", "日本", "中国"]  # one spelling of each word
 
 
 def test_faces_make_person_words_that_lead_and_are_not_capped() -> None:
@@ -48,6 +52,28 @@ def test_faces_make_person_words_that_lead_and_are_not_capped() -> None:
     assert "person" not in [w for w, _ in off]
     (only,) = finish([RANKED], top_k=4, keywords=rules, evidence=[faces(1)], allowed={"dog"})
     assert [w for w, _ in only] == ["dog"]  # --vocab restricts the person words too
+
+
+def test_clothes_being_worn_make_a_person_where_no_face_was_found() -> None:
+    ancestors = [{CLOTHING: 1, "garment.n.01": 0}, {"dog.n.01": 0}, {CLOTHING: 2}]  # jersey, dog, boot
+    clothing = worn(np.array([[0.1, 0.8, 0.1], [0.0, 1.0, 0.0]]), ancestors)
+    assert np.allclose(clothing, [0.2, 0.0])
+    rules = Keywords(min_score=0.02, min_score_faces=0.12, min_worn=0.15)
+    back, dog = finish(
+        [RANKED] * 2,
+        top_k=10,
+        keywords=rules,
+        jargon=JARGON,
+        broad=BROAD,
+        evidence=[None, None],
+        clothing=clothing,
+    )
+    assert [w for w, _ in back] == ["person", "scottish terrier", "dog"]  # and the face threshold applies
+    assert [w for w, _ in dog] == ["scottish terrier", "dog", "leash"]
+    (face,) = finish([RANKED], top_k=2, keywords=rules, evidence=[faces(2)], clothing=clothing[:1])
+    assert [w for w, _ in face] == ["person", "people"]  # the detector's words when it found faces
+    (off,) = finish([RANKED], top_k=10, keywords=Keywords(), clothing=clothing[:1])
+    assert "person" not in [w for w, _ in off]  # min_worn 1: off
 
 
 def test_a_photo_the_backbone_cannot_read_gets_only_what_the_face_detector_saw() -> None:

@@ -30,6 +30,7 @@ class PhotoChoices:
     max_broad: int = 1  # broad category words per photo
     collection_words: bool = False  # words known only from the collection's tags (clip-art: icon, flag)
     faces: bool = True  # person words from the face detector
+    min_worn: float = 0.15  # no face found: "person" when the posterior has this much on clothing (1: off)
 
     def __post_init__(self) -> None:
         config.positive("conse_top", self.conse_top)

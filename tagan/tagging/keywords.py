@@ -3,7 +3,8 @@
 A method ranks vocabulary words with a score. `finish` turns that ranking into keywords:
 
 1. jargon goes (the vocabulary's `jargon` flag: upper-ontology and rare or phrasal WordNet categories such as
-   "consumer goods", "placental"; the rule is in tagan.tagging.vocabulary);
+   "consumer goods", "placental"; the rule is in tagan.tagging.vocabulary), and so does a second spelling of
+   a word kept ("dishwasher" after "dish washer": spaces, hyphens and case aside, one keyword);
 2. words for people come from the face detector's evidence (tagan.tagging.faces): a face makes "person", two
    or more "people", scored by the detector's confidence;
 3. words known only from the training collection's tags (`collection`: no WordNet or ImageNet sense; the
@@ -23,6 +24,7 @@ A method ranks vocabulary words with a score. `finish` turns that ranking into k
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +47,7 @@ class Keywords:
     min_score_faces: float = 0.0  # on a photo with a face, the method's words need at least this score too
     collection_words: bool = True  # words known only from the collection's tags (clip-art: icon, flag)
     faces: bool = True  # person words from the face detector
+    min_worn: float = 1.0  # no face found: "person" when the posterior has this much on clothing (1: off)
     candidates: int = 40  # ranked words read per photo before filtering
 
     def __post_init__(self) -> None:
@@ -55,7 +58,18 @@ class Keywords:
         config.check(
             self.min_score_faces >= 0, "min_score_faces", f"must be >= 0, got {self.min_score_faces}"
         )
+        config.in_range("min_worn", self.min_worn, 0.0, 1.0)
         config.positive("candidates", self.candidates)
+
+
+#: WordNet's clothing: the ImageNet classes (jersey, suit, jean, fur coat, cowboy boot, ...) a person wears.
+CLOTHING = "clothing.n.01"
+
+
+def worn(posterior: np.ndarray, ancestors: Sequence[dict[str, int]]) -> np.ndarray:
+    """(B,) the ImageNet posterior's (B, C) mass on clothing classes (ancestors: per class, its synsets)."""
+    idx = [c for c, anc in enumerate(ancestors) if CLOTHING in anc]
+    return np.asarray(posterior)[:, idx].sum(axis=1)
 
 
 #: A pooled feature channel counts as active above this (the backbone's features are post-ReLU means, >= 0).
@@ -91,12 +105,16 @@ def finish(
     evidence: Sequence[np.ndarray | None] | None = None,
     gated: np.ndarray | None = None,
     allowed: set[str] | None = None,
+    clothing: np.ndarray | None = None,
 ) -> Tags:
     """Per photo: the keywords of its ranked (word, score) list, best first, at most top_k (see module doc);
-    `gated` (B,): photos that get no method words (`noise_gate`; None: none)."""
+    `gated` (B,): photos that get no method words (`noise_gate`; None: none); `clothing` (B,): their posterior's
+    mass on clothing (`worn`), "person" on a photo with no face found when it reaches `min_worn`."""
     out: Tags = []
     for i, row in enumerate(ranked):
         people = person_words(evidence[i]) if keywords.faces and evidence is not None else []
+        if not people and clothing is not None and clothing[i] >= keywords.min_worn:
+            people = [("person", float(clothing[i]))]  # clothes being worn: a person seen without a face
         if gated is not None and gated[i]:
             row = []  # nothing the backbone recognises: only what the face detector saw
         kept: list[tuple[str, float]] = []
@@ -104,7 +122,12 @@ def finish(
         n_broad = 0
         floor = max(keywords.min_score, keywords.min_score_faces) if people else keywords.min_score
         for j, (word, score) in enumerate([*people, *row]):
-            if word in seen or word in jargon or score < (keywords.min_score if j < len(people) else floor):
+            spelling = re.sub(r"[\s_\-]+", "", word.casefold())  # "dish washer", "dishwasher": one word
+            if (
+                spelling in seen
+                or word in jargon
+                or score < (keywords.min_score if j < len(people) else floor)
+            ):
                 continue
             if allowed is not None and word not in allowed:
                 continue
@@ -114,7 +137,7 @@ def finish(
                 if n_broad >= keywords.max_broad:
                     continue
                 n_broad += 1
-            seen.add(word)
+            seen.add(spelling)
             kept.append((word, float(score)))
             if len(kept) >= top_k:
                 break

@@ -20,7 +20,7 @@ import numpy as np
 from tagan.errors import UserError
 from tagan.tagging.bundle import Bundle
 from tagan.tagging.index import Tags
-from tagan.tagging.keywords import Keywords, finish, noise_gate
+from tagan.tagging.keywords import Keywords, finish, noise_gate, worn
 from tagan.tagging.methods import Method, Resources, load_method
 
 
@@ -57,7 +57,7 @@ class Tagger:
         if self.bundle.aliases.get("default") != self.method:
             rules = dataclasses.replace(
                 rules, min_score=0.0, min_score_faces=0.0, max_entropy=Keywords.max_entropy,
-                min_active=Keywords.min_active, collection_words=True,
+                min_active=Keywords.min_active, collection_words=True, min_worn=Keywords.min_worn,
             )  # fmt: skip
         if min_score is None:
             return rules
@@ -103,12 +103,15 @@ class Tagger:
             features, top_k=max(top_k, rules.candidates), seed=seed, allowed=allowed_set
         )
         resources = self.model.resources
-        gated = None
-        if rules.max_entropy < np.log(1000) and resources.has_head():
-            gated = noise_gate(features, resources.posterior(features), rules)
+        gated = clothing = None
+        if resources.has_head() and (rules.max_entropy < np.log(1000) or rules.min_worn < 1.0):
+            post = resources.posterior(features)
+            gated = noise_gate(features, post, rules)
+            if rules.min_worn < 1.0 and resources.has_classes():
+                clothing = worn(post, resources.classes().ancestors)
         return finish(
             ranked, top_k=top_k, keywords=rules, jargon=self.jargon, broad=self.broad, collection=self.collection,
-            evidence=evidence, gated=gated, allowed=allowed_set,
+            evidence=evidence, gated=gated, allowed=allowed_set, clothing=clothing,
         )  # fmt: skip
 
     @functools.cached_property

@@ -79,6 +79,9 @@ class Resources:
     def has_head(self) -> bool:
         return (self.directory / "imagenet_head.npz").is_file()
 
+    def has_classes(self) -> bool:
+        return (self.directory / "vocabulary" / "imagenet.json").is_file()
+
     def head(self) -> tuple[np.ndarray, np.ndarray]:
         """The backbone's ImageNet classifier: weight (1000, F), bias (1000,)."""
         path = self.directory / "imagenet_head.npz"
