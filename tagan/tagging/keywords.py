@@ -66,10 +66,9 @@ class Keywords:
 CLOTHING = "clothing.n.01"
 
 
-def worn(posterior: np.ndarray, ancestors: Sequence[dict[str, int]]) -> np.ndarray:
-    """(B,) the ImageNet posterior's (B, C) mass on clothing classes (ancestors: per class, its synsets)."""
-    idx = [c for c, anc in enumerate(ancestors) if CLOTHING in anc]
-    return np.asarray(posterior)[:, idx].sum(axis=1)
+def clothing_classes(ancestors: Sequence[dict[str, int]]) -> np.ndarray:
+    """The ImageNet classes under CLOTHING (ancestors: per class, the synsets at or above it)."""
+    return np.array([c for c, anc in enumerate(ancestors) if CLOTHING in anc], dtype=np.int64)
 
 
 #: A pooled feature channel counts as active above this (the backbone's features are post-ReLU means, >= 0).

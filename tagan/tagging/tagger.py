@@ -20,7 +20,7 @@ import numpy as np
 from tagan.errors import UserError
 from tagan.tagging.bundle import Bundle
 from tagan.tagging.index import Tags
-from tagan.tagging.keywords import Keywords, finish, noise_gate, worn
+from tagan.tagging.keywords import Keywords, clothing_classes, finish, noise_gate
 from tagan.tagging.methods import Method, Resources, load_method
 
 
@@ -107,8 +107,8 @@ class Tagger:
         if resources.has_head() and (rules.max_entropy < np.log(1000) or rules.min_worn < 1.0):
             post = resources.posterior(features)
             gated = noise_gate(features, post, rules)
-            if rules.min_worn < 1.0 and resources.has_classes():
-                clothing = worn(post, resources.classes().ancestors)
+            if rules.min_worn < 1.0 and self.clothing is not None:
+                clothing = post[:, self.clothing].sum(axis=1)  # the posterior's mass on clothes
         return finish(
             ranked, top_k=top_k, keywords=rules, jargon=self.jargon, broad=self.broad, collection=self.collection,
             evidence=evidence, gated=gated, allowed=allowed_set, clothing=clothing,
@@ -123,6 +123,12 @@ class Tagger:
     def jargon(self) -> set[str]:
         """Words never written (the open vocabulary's jargon; none for a training-tag method)."""
         return self.open_vocabulary.jargon if self.open_vocabulary is not None else set()
+
+    @functools.cached_property
+    def clothing(self) -> np.ndarray | None:
+        """The ImageNet classes of clothes (keywords.min_worn), or None when the bundle lists no classes."""
+        resources = self.model.resources
+        return clothing_classes(resources.classes().ancestors) if resources.has_classes() else None
 
     @functools.cached_property
     def collection(self) -> set[str]:
