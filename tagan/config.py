@@ -206,7 +206,7 @@ class Runtime:
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = 0  # torch intra-op threads; 0 = torch's default (one per core)
-    workers: int = 2  # DataLoader worker processes for image decoding
+    workers: int = 2  # image-decoding worker processes (0: decode in the main process)
 
     def __post_init__(self) -> None:
         check(
