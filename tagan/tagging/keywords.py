@@ -24,7 +24,6 @@ A method ranks vocabulary words with a score. `finish` turns that ranking into k
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from tagan import config
 from tagan.tagging.index import Tags
+from tagan.tagging.vocabulary import normalize
 
 
 @dataclass
@@ -108,7 +108,7 @@ def finish(
 ) -> Tags:
     """Per photo: the keywords of its ranked (word, score) list, best first, at most top_k (see module doc);
     `gated` (B,): photos that get no method words (`noise_gate`; None: none); `clothing` (B,): their posterior's
-    mass on clothing (`worn`), "person" on a photo with no face found when it reaches `min_worn`."""
+    mass on clothing (`clothing_classes`), "person" on a photo with no face found when it reaches `min_worn`."""
     out: Tags = []
     for i, row in enumerate(ranked):
         people = person_words(evidence[i]) if keywords.faces and evidence is not None else []
@@ -121,7 +121,7 @@ def finish(
         n_broad = 0
         floor = max(keywords.min_score, keywords.min_score_faces) if people else keywords.min_score
         for j, (word, score) in enumerate([*people, *row]):
-            spelling = re.sub(r"[\s_\-]+", "", word.casefold())  # "dish washer", "dishwasher": one word
+            spelling = normalize(word).replace(" ", "")  # "dish washer", "dishwasher": one word
             if (
                 spelling in seen
                 or word in jargon

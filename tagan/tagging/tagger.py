@@ -106,7 +106,8 @@ class Tagger:
         gated = clothing = None
         if resources.has_head() and (rules.max_entropy < np.log(1000) or rules.min_worn < 1.0):
             post = resources.posterior(features)
-            gated = noise_gate(features, post, rules)
+            if rules.max_entropy < np.log(1000):
+                gated = noise_gate(features, post, rules)
             if rules.min_worn < 1.0 and self.clothing is not None:
                 clothing = post[:, self.clothing].sum(axis=1)  # the posterior's mass on clothes
         return finish(

@@ -68,9 +68,7 @@ class VocabEntry:
 
 BROAD_MIN_HYPONYMS = 20
 JARGON_MAX_ZIPF = 3.5
-TAXON_GENUS = (
-    "genus.n.02"  # WordNet's biological genus: the Latin names ImageNet lists beside the common ones
-)
+TAXON_GENUS = "genus.n.02"  # WordNet's biological genus (the Latin names ImageNet lists beside common ones)
 TOP_MIN_ZIPF = 4.5  # the top of a keyword path: a common word (drink rather than fluid above coffee)
 #: Frequent single words that name categories, not things in a photo.
 GENERIC_WORDS = frozenset(
